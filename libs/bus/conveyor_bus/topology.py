@@ -1,0 +1,117 @@
+"""The JetStream topology, created (or brought up to date) idempotently at start-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from conveyor_bus.errors import BusError, BusUnavailable
+from conveyor_events import names
+
+log = logging.getLogger("conveyor.bus")
+
+DEFAULT_ACK_WAIT_S = 30.0
+
+
+def event_log_config(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "name": names.STREAM,
+        "subjects": [
+            names.EVENTS_ALL,
+            f"{names.RUN_PREFIX}.*",
+            f"{names.IDEMPOTENCY_PREFIX}.*",
+        ],
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": replicas,
+        "discard": "old",
+        "deny_delete": True,
+        "deny_purge": True,
+        "allow_direct": True,
+        "allow_atomic": True,
+        "duplicate_window": 120 * 10**9,
+    }
+
+
+def workers_config(ttl_s: float, replicas: int = 1) -> dict[str, Any]:
+    return {
+        "name": names.WORKERS_STREAM,
+        "subjects": [names.WORKERS_ALL],
+        "retention": "limits",
+        "storage": "memory",
+        "num_replicas": replicas,
+        "max_msgs_per_subject": 1,
+        "max_age": int(ttl_s * 10**9),
+        "allow_direct": True,
+        "discard": "old",
+    }
+
+
+def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str, Any]:
+    return {
+        "durable_name": names.run_consumer(priority),
+        "filter_subject": names.run_subject(priority),
+        "ack_policy": "explicit",
+        "ack_wait": int(ack_wait_s * 10**9),
+        "deliver_policy": "all",
+        "max_deliver": -1,
+        "max_ack_pending": 20_000,
+        "max_waiting": 2048,
+        "replay_policy": "instant",
+    }
+
+
+async def api_request(nc: Client, subject: str, body: dict[str, Any] | None = None,
+                      timeout: float = 5.0) -> dict[str, Any]:
+    """A JetStream API call; raises BusError with the server's description on error."""
+    payload = json.dumps(body).encode() if body is not None else b""
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout)
+    except NatsTimeout as e:
+        raise BusUnavailable(f"no answer to {subject}") from e
+    except Exception as e:
+        raise BusUnavailable(f"{subject}: {e}") from e
+    data: dict[str, Any] = json.loads(reply.data)
+    if "error" in data:
+        err = data["error"]
+        raise BusError(f"{subject}: {err.get('description')} (code {err.get('err_code')})")
+    return data
+
+
+async def _ensure_stream(nc: Client, config: dict[str, Any]) -> None:
+    name = config["name"]
+    try:
+        await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", config)
+        log.info("created stream %s", name)
+    except BusError as e:
+        if "already in use" not in str(e) and "exists" not in str(e):
+            raise
+        await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", config)
+
+
+async def _ensure_consumer(nc: Client, stream: str, config: dict[str, Any]) -> None:
+    durable = config["durable_name"]
+    await api_request(
+        nc,
+        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+        {"stream_name": stream, "config": config, "action": ""},
+    )
+
+
+async def ensure_topology(
+    nc: Client,
+    *,
+    ack_wait_s: float = DEFAULT_ACK_WAIT_S,
+    worker_ttl_s: float = 15.0,
+    replicas: int = 1,
+) -> None:
+    """Create or update the streams and the work-queue consumers. Safe to run concurrently
+    from every service at start-up (and by ``conveyor migrate``)."""
+    await _ensure_stream(nc, event_log_config(replicas))
+    await _ensure_stream(nc, workers_config(worker_ttl_s, replicas))
+    for priority in names.PRIORITIES:
+        await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s))

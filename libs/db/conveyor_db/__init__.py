@@ -1,0 +1,27 @@
+"""Conveyor's PostgreSQL read model: migrations, rows and queries."""
+
+from conveyor_db.migrations import migrate
+from conveyor_db.readmodel import (
+    DatabaseUnavailable,
+    JobFilter,
+    Page,
+    ReadModel,
+    create_pool,
+    load_states,
+    lock_checkpoint,
+    reset,
+    save_projection,
+)
+
+__all__ = [
+    "DatabaseUnavailable",
+    "JobFilter",
+    "Page",
+    "ReadModel",
+    "create_pool",
+    "load_states",
+    "lock_checkpoint",
+    "migrate",
+    "reset",
+    "save_projection",
+]

@@ -1,0 +1,173 @@
+"""The read model in PostgreSQL: what the API lists and shows, and what the projector writes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from conveyor_db.rows import COLUMNS, SELECT_COLUMNS, from_row, init_connection, to_row
+from conveyor_events import JobState
+
+_UPSERT = (
+    f"INSERT INTO jobs ({SELECT_COLUMNS}) VALUES ("
+    + ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+    + ") ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+)
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL is unavailable."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    statuses: Sequence[str] = ()
+    priority: str | None = None
+    type: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[JobState]
+    next_cursor: str | None
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
+                      timeout: float = 5.0) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, init=init_connection, timeout=timeout,
+            command_timeout=10,
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        raise DatabaseUnavailable(str(e)) from e
+    assert pool is not None
+    return pool
+
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class ReadModel:
+    """Queries of the API. Driver errors surface as :class:`DatabaseUnavailable`."""
+
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
+        self.pool = pool
+        self._timeout = timeout
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                rows: list[asyncpg.Record] = await self.pool.fetch(sql, *args)
+                return rows
+        except _DB_ERRORS as e:
+            raise DatabaseUnavailable(f"PostgreSQL is unavailable: {e}") from e
+
+    async def get(self, job_id: str) -> JobState | None:
+        rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = $1", job_id)
+        return from_row(rows[0]) if rows else None
+
+    async def list(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
+        where: list[str] = []
+        args: list[object] = []
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if flt.statuses:
+            where.append(f"status = ANY({arg(list(flt.statuses))}::text[])")
+        if flt.priority:
+            where.append(f"priority = {arg(flt.priority)}")
+        if flt.type:
+            where.append(f"type = {arg(flt.type)}")
+        if flt.q:
+            p = arg(flt.q)
+            where.append(
+                f"(starts_with(id, {p})"
+                f" OR payload::text ILIKE '%' || {p} || '%')"
+            )
+        if cursor:
+            where.append(f"id < {arg(cursor)}")
+        sql = f"SELECT {SELECT_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {arg(limit + 1)}"
+        rows = await self._fetch(sql, *args)
+        items = [from_row(r) for r in rows[:limit]]
+        next_cursor = items[-1].id if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    async def counts(self) -> list[tuple[str, str, int]]:
+        rows = await self._fetch(
+            "SELECT status, priority, count(*) AS n FROM jobs GROUP BY status, priority"
+        )
+        return [(r["status"], r["priority"], r["n"]) for r in rows]
+
+    async def completed_since(self, seconds: float) -> int:
+        rows = await self._fetch(
+            "SELECT count(*) AS n FROM jobs WHERE status = 'completed'"
+            " AND finished_at > now() - make_interval(secs => $1)",
+            seconds,
+        )
+        return int(rows[0]["n"])
+
+    async def checkpoint(self, name: str = "projector") -> int:
+        rows = await self._fetch("SELECT last_seq FROM projector_checkpoint WHERE name = $1", name)
+        return int(rows[0]["last_seq"]) if rows else 0
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def all_jobs(self) -> list[JobState]:
+        rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
+        return [from_row(r) for r in rows]
+
+
+async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
+    rows = await conn.fetch(
+        f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = ANY($1::text[])", list(job_ids)
+    )
+    return {r["id"]: from_row(r) for r in rows}
+
+
+async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> int:
+    """The checkpoint, row-locked until the transaction ends (one projector writes at a time)."""
+    await conn.execute(
+        "INSERT INTO projector_checkpoint (name, last_seq) VALUES ($1, 0)"
+        " ON CONFLICT (name) DO NOTHING",
+        name,
+    )
+    seq = await conn.fetchval(
+        "SELECT last_seq FROM projector_checkpoint WHERE name = $1 FOR UPDATE", name
+    )
+    return int(seq)
+
+
+async def save_projection(
+    conn: asyncpg.Connection,
+    upserts: Sequence[JobState],
+    deletes: Sequence[str],
+    last_seq: int,
+    name: str = "projector",
+) -> None:
+    """Write changed rows, remove deleted jobs and move the checkpoint (caller's transaction)."""
+    if upserts:
+        await conn.executemany(_UPSERT, [to_row(s) for s in upserts])
+    if deletes:
+        await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", list(deletes))
+    await conn.execute(
+        "UPDATE projector_checkpoint SET last_seq = $2 WHERE name = $1", name, last_seq
+    )
+
+
+async def reset(conn: asyncpg.Connection, name: str = "projector") -> None:
+    """Empty the read model and rewind the checkpoint (``conveyor replay``)."""
+    async with conn.transaction():
+        await conn.execute("TRUNCATE jobs")
+        await conn.execute("DELETE FROM projector_checkpoint WHERE name = $1", name)

@@ -1,0 +1,165 @@
+"""``decide(command, state) -> events``: the transitions table of SPEC §2.1, and nothing else.
+
+Every forbidden transition raises a :class:`~conveyor_events.errors.DomainError` subclass;
+the API maps them to 404/409, workers to "skip" or "fenced off".
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import assert_never
+
+from conveyor_events.commands import (
+    AnyCommand,
+    CompleteJob,
+    ConfirmStop,
+    DeleteJob,
+    FailJob,
+    ReportProgress,
+    RestartJob,
+    StartJob,
+    StopJob,
+    SubmitJob,
+)
+from conveyor_events.errors import (
+    InvalidTransition,
+    JobAlreadyExists,
+    JobNotFound,
+    StaleAttempt,
+    StaleRun,
+)
+from conveyor_events.events import (
+    AnyEvent,
+    CompletedData,
+    FailedData,
+    JobCompleted,
+    JobDeleted,
+    JobFailed,
+    JobProgressed,
+    JobRestarted,
+    JobStarted,
+    JobStopped,
+    JobStopRequested,
+    JobSubmitted,
+    ProgressedData,
+    RunJob,
+    StartedData,
+    StoppedData,
+    SubmittedData,
+)
+from conveyor_events.state import JobState
+
+
+def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
+    """The events that ``command`` produces on ``state``; raises when the table forbids it.
+
+    An empty list means "already so" (a second stop of a job that is stopping).
+    """
+    if isinstance(command, SubmitJob):
+        if state is not None:
+            raise JobAlreadyExists(f"job {command.job_id} already exists")
+        return [
+            JobSubmitted(
+                job_id=command.job_id,
+                at=command.now,
+                actor=command.actor,
+                data=SubmittedData(
+                    type=command.type,
+                    priority=command.priority,
+                    payload=command.payload,
+                    max_attempts=command.max_attempts,
+                    timeout_s=command.timeout_s,
+                    run_at=command.run_at,
+                ),
+            )
+        ]
+    if state is None or state.deleted:
+        raise JobNotFound(f"job {command.job_id} not found")
+    common = {"job_id": command.job_id, "at": command.now, "actor": command.actor}
+    match command:
+        case StartJob():
+            if command.run != state.run:
+                raise StaleRun(f"run {command.run} of job {state.id} was superseded by {state.run}")
+            if state.status not in ("pending", "running"):
+                raise _forbidden("start", state)
+            attempt = state.attempt + 1
+            data = StartedData(attempt=attempt, worker_id=command.worker_id, run=command.run)
+            return [JobStarted(**common, data=data)]
+        case ReportProgress():
+            _require_current(state, command.attempt, "report progress for")
+            data_p = ProgressedData(
+                attempt=command.attempt,
+                progress=min(100.0, max(0.0, command.progress)),
+                message=command.message,
+            )
+            return [JobProgressed(**common, data=data_p)]
+        case CompleteJob():
+            _require_current(state, command.attempt, "complete")
+            return [JobCompleted(**common, data=CompletedData(attempt=command.attempt, result=command.result))]
+        case FailJob():
+            _require_current(state, command.attempt, "fail")
+            retry = not command.permanent and not state.stop_requested and state.attempts_left > 0
+            retry_at = command.now + timedelta(seconds=command.retry_delay_s) if retry else None
+            data_f = FailedData(
+                attempt=command.attempt, error=command.error, retry=retry, retry_at=retry_at
+            )
+            return [JobFailed(**common, data=data_f)]
+        case StopJob():
+            if state.status == "pending":
+                return [JobStopped(**common, data=StoppedData(attempt=None))]
+            if state.status == "running":
+                return [] if state.stop_requested else [JobStopRequested(**common)]
+            raise _forbidden("stop", state)
+        case ConfirmStop():
+            _require_current(state, command.attempt, "stop")
+            if not state.stop_requested:
+                raise InvalidTransition(f"job {state.id} has no stop request to confirm")
+            return [JobStopped(**common, data=StoppedData(attempt=command.attempt))]
+        case RestartJob():
+            if state.status not in ("failed", "stopped"):
+                raise _forbidden("restart", state)
+            return [JobRestarted(**common)]
+        case DeleteJob():
+            if state.status not in ("completed", "failed", "stopped"):
+                raise _forbidden("delete", state)
+            return [JobDeleted(**common)]
+        case SubmitJob():
+            raise AssertionError("handled above")
+        case _:
+            assert_never(command)
+
+
+def _require_current(state: JobState, attempt: int, action: str) -> None:
+    if state.status != "running":
+        raise _forbidden(action, state)
+    if attempt != state.attempt:
+        raise StaleAttempt(
+            f"cannot {action} attempt {attempt} of job {state.id}: "
+            f"attempt {state.attempt} is the current one"
+        )
+
+
+_ALLOWED = {
+    "stop": "pending or running",
+    "restart": "failed or stopped",
+    "delete": "completed, failed or stopped",
+}
+_PARTICIPLE = {"stop": "stopped", "restart": "restarted", "delete": "deleted"}
+
+
+def _forbidden(action: str, state: JobState) -> InvalidTransition:
+    message = f"cannot {action} job {state.id}: it is {state.status}"
+    if action in _ALLOWED:
+        message += f"; only a {_ALLOWED[action]} job can be {_PARTICIPLE[action]}"
+    return InvalidTransition(message)
+
+
+def run_to_queue(before: JobState | None, after: JobState) -> RunJob | None:
+    """The run command to enqueue with the events that turned ``before`` into ``after``.
+
+    A job is queued when it becomes pending with a new run number: on submit, on a retry and
+    on a restart. The command goes into the same atomic batch as the events.
+    """
+    if after.status != "pending" or (before is not None and before.run == after.run):
+        return None
+    return RunJob(job_id=after.id, run=after.run, not_before=after.run_at)

@@ -1,0 +1,42 @@
+"""Domain errors: one root, one subclass per rule. The docstring is the default message."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """The command is not allowed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class JobNotFound(DomainError):
+    """No such job (never submitted, or deleted)."""
+
+
+class JobAlreadyExists(DomainError):
+    """A job with this id was already submitted."""
+
+
+class InvalidTransition(DomainError):
+    """The job's status does not allow this action."""
+
+
+class StaleAttempt(InvalidTransition):
+    """The attempt is no longer the job's current attempt (fenced off)."""
+
+
+class StaleRun(InvalidTransition):
+    """The run command is not the job's current one (it was superseded)."""
+
+
+class InvalidPayload(DomainError):
+    """The payload does not match the job type's schema."""
+
+    def __init__(self, message: str, field: str = "payload") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownJobType(InvalidPayload):
+    """No such job type."""

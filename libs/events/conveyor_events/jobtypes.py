@@ -1,0 +1,55 @@
+"""Payload schemas of the built-in job types. Validation fills defaults and names the field
+that is wrong, so the API can answer 422 with a useful message."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from conveyor_events.errors import InvalidPayload, UnknownJobType
+
+
+class NoopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``noop``: returns null at once."""
+
+
+class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``sleep``: reports progress ``steps`` times over ``seconds``, then completes
+    (or fails, if ``fail``)."""
+
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 5.0
+    steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
+    fail: bool = False
+
+
+PAYLOAD_SCHEMAS: dict[str, type[msgspec.Struct]] = {"noop": NoopPayload, "sleep": SleepPayload}
+
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
+    """The payload with defaults filled in; raises :class:`InvalidPayload` naming the field."""
+    schema = PAYLOAD_SCHEMAS.get(job_type)
+    if schema is None:
+        known = ", ".join(sorted(PAYLOAD_SCHEMAS))
+        raise UnknownJobType(f"unknown job type {job_type!r}; known types: {known}", field="type")
+    try:
+        value = msgspec.convert(payload, schema, strict=True)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        match = _PATH.search(text)
+        field = "payload" + (f".{match.group(1)}" if match and match.group(1) else "")
+        message = _PATH.sub("", text)
+        raise InvalidPayload(f"{field}: {message}", field=field) from e
+    result: dict[str, Any] = msgspec.to_builtins(value)
+    return result
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def parse_payload(payload: dict[str, Any], schema: type[T]) -> T:
+    """Decode a payload that was validated at submit time."""
+    return msgspec.convert(payload, schema)

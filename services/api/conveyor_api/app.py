@@ -1,0 +1,108 @@
+"""The API's composition root: ``create_app(settings)`` builds the adapters and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from nats.aio.client import Client
+
+from conveyor_bus import EventStore, connect, ensure_topology
+from conveyor_db import ReadModel, create_pool
+from conveyor_events import names
+
+from conveyor_api import problems
+from conveyor_api.limits import BodyLimit
+from conveyor_api.metrics import ApiMetrics
+from conveyor_api.routes import router, system_router
+from conveyor_api.service import JobService
+from conveyor_api.settings import Settings
+
+log = logging.getLogger("conveyor.api")
+
+
+async def connect_nats(url: str, name: str, attempts: int = 60) -> Client:
+    for attempt in range(attempts):
+        try:
+            return await connect(url, name)
+        except Exception as e:
+            if attempt == attempts - 1:
+                raise
+            log.warning("waiting for NATS at %s: %s", url, e)
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc = await connect_nats(settings.nats_url, "conveyor-api")
+        await ensure_topology(
+            nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
+            replicas=settings.replicas,
+        )
+        pool = await create_pool(settings.database_url, min_size=0, max_size=10)
+        js = nc.jetstream()
+
+        async def stop_signal(job_id: str) -> None:
+            await nc.publish(names.STOP_SIGNAL, job_id.encode())
+
+        async def queue_depth() -> dict[str, tuple[int, int]]:
+            depth = {}
+            for priority in names.PRIORITIES:
+                info = await js.consumer_info(names.STREAM, names.run_consumer(priority))
+                depth[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
+            return depth
+
+        app.state.nc = nc
+        app.state.service = JobService(EventStore(nc), ReadModel(pool), stop_signal, queue_depth)
+        try:
+            yield
+        finally:
+            await nc.drain()
+            await pool.close()
+
+    app = FastAPI(
+        title="Conveyor",
+        version="0.1.0",
+        description="Submit, watch, stop, restart and delete background jobs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    problems.install(app)
+    app.include_router(router, prefix="/api/v1")
+    app.include_router(system_router)
+    app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                      ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    static = resources.files("conveyor_api") / "dashboard"
+    index_html = (static / "index.html").read_text()
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        page = index_html.replace("{{NOTIFIER_URL}}", settings.notifier_url or "")
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/dashboard", StaticFiles(directory=str(static)), name="dashboard")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

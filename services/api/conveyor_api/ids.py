@@ -1,0 +1,25 @@
+"""Job ids: ULIDs (48-bit millisecond time + 80 random bits, Crockford base32, 26 chars).
+Opaque, URL-safe, valid as a NATS subject token, and sortable by creation time."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def new_job_id(now_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def is_job_id(text: str) -> bool:
+    return JOB_ID.match(text) is not None

@@ -1,0 +1,107 @@
+"""Errors as ``application/problem+json`` (RFC 9457): status, title, detail — and for
+validation errors the list of fields that were wrong."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from conveyor_bus import BusError, BusUnavailable
+from conveyor_db import DatabaseUnavailable
+from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
+
+log = logging.getLogger("conveyor.api")
+
+PROBLEM = "application/problem+json"
+_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return problem(400, f"malformed JSON body: {err.get('msg')}")
+        field = _field(tuple(err.get("loc", ())))
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "literal_error" and "expected" in err.get("ctx", {}):
+            message = f"must be one of {err['ctx']['expected']}"
+        got = err.get("input")
+        errors.append({"field": field, "message": message,
+                       "value": got if isinstance(got, str | int | float | bool) else None})
+    detail = "; ".join(
+        f"{e['field']}: {e['message']}" + (f" (got {e['value']!r})" if e["value"] is not None
+                                            else "")
+        for e in errors
+    )
+    return problem(422, detail or "invalid request", errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, JobNotFound):
+            return problem(404, str(exc))
+        if isinstance(exc, InvalidPayload):
+            return problem(422, str(exc), [{"field": exc.field, "message": str(exc)}])
+        if isinstance(exc, InvalidTransition):
+            return problem(409, str(exc))
+        return problem(409, str(exc))
+
+    @app.exception_handler(BusError)
+    async def _bus(_: Request, exc: BusError) -> JSONResponse:
+        log.warning("nats: %s", exc)
+        detail = "the event log (NATS JetStream) is unavailable; try again"
+        if not isinstance(exc, BusUnavailable):
+            detail = f"the event log refused the write: {exc}"
+        return problem(503, detail, headers={"Retry-After": "1"})
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        log.warning("postgres: %s", exc)
+        return problem(503, "the read model (PostgreSQL) is unavailable; try again",
+                       headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return problem(500, "internal error; see the API's log")

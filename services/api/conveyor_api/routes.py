@@ -1,0 +1,212 @@
+"""Thin routes: parse, call the service, shape the response."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from conveyor_db import JobFilter
+from conveyor_events import STATUSES
+
+from conveyor_api.ids import is_job_id
+from conveyor_api.problems import problem
+from conveyor_api.schemas import (
+    BatchIn,
+    BatchOut,
+    EventList,
+    EventOut,
+    Health,
+    JobIn,
+    JobList,
+    JobOut,
+    Priority,
+    Problem,
+    QueueDepth,
+    Stats,
+    WorkerList,
+    WorkerOut,
+)
+from conveyor_api.service import JobService
+
+router = APIRouter()
+system_router = APIRouter()
+
+ANONYMOUS = "user:anonymous"
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 404, 409, 413, 422, 503)
+}
+
+
+def _service(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
+def _json(model: JobOut | BatchOut, status: int, headers: dict[str, str] | None = None
+          ) -> Response:
+    return Response(model.model_dump_json(), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut, responses=_ERRORS,
+             summary="Submit a job")
+async def submit_job(
+    body: JobIn,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    submitted = await _service(request).submit(body, ANONYMOUS, idempotency_key)
+    job = JobOut.of(submitted.state)
+    if submitted.created:
+        request.app.state.metrics.submitted.labels(job.type, job.priority).inc()
+    return _json(job, 201 if submitted.created else 200,
+                 {"Location": f"/api/v1/jobs/{job.id}"})
+
+
+@router.post("/jobs/batch", status_code=201, response_model=BatchOut, responses=_ERRORS,
+             summary="Submit up to 1,000 jobs (all validated before any is written)")
+async def submit_batch(body: BatchIn, request: Request) -> Response:
+    states = await _service(request).submit_batch(body.jobs, ANONYMOUS)
+    counter = request.app.state.metrics.submitted
+    for s in states:
+        counter.labels(s.type, s.priority).inc()
+    return _json(BatchOut(items=[JobOut.of(s) for s in states]), 201)
+
+
+@router.get("/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first")
+async def list_jobs(
+    request: Request,
+    status: Annotated[str | None, Query(description="comma list of statuses")] = None,
+    priority: Priority | None = None,
+    type: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="id prefix or payload text")
+                 ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    statuses = [s.strip() for s in status.split(",") if s.strip()] if status else []
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown:
+        allowed = ", ".join(STATUSES)
+        return problem(422, f"status: unknown value(s) {', '.join(unknown)}; allowed: {allowed}",
+                       [{"field": "status", "message": f"allowed: {allowed}",
+                         "value": ",".join(unknown)}])
+    if cursor is not None and not is_job_id(cursor):
+        return problem(422, f"cursor: {cursor!r} is not a cursor returned by this endpoint",
+                       [{"field": "cursor", "message": "invalid cursor", "value": cursor}])
+    page = await _service(request).list(JobFilter(statuses, priority, type, q), limit, cursor)
+    out = JobList(items=[JobOut.of(s) for s in page.items], next_cursor=page.next_cursor)
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, summary="One job")
+async def get_job(job_id: str, request: Request) -> Response:
+    return _json(JobOut.of(await _service(request).get(job_id)), 200)
+
+
+@router.get("/jobs/{job_id}/events", response_model=EventList, responses=_ERRORS,
+            summary="The job's full history from the log (also after delete)")
+async def job_events(job_id: str, request: Request) -> EventList:
+    events = await _service(request).history(job_id)
+    return EventList(items=[
+        EventOut(seq=e.seq, job_id=e.event.job_id, type=e.event.name, at=e.event.at,
+                 actor=e.event.actor, data=_data(e.event))
+        for e in events
+    ])
+
+
+def _data(event: object) -> dict[str, object]:
+    import msgspec
+
+    data: dict[str, object] = msgspec.to_builtins(event)["data"]
+    return data
+
+
+@router.post("/jobs/{job_id}/stop", status_code=202, response_model=JobOut, responses=_ERRORS,
+             summary="Stop a pending or running job")
+async def stop_job(job_id: str, request: Request) -> Response:
+    return _json(JobOut.of(await _service(request).stop(job_id, ANONYMOUS)), 202)
+
+
+@router.post("/jobs/{job_id}/restart", status_code=202, response_model=JobOut,
+             responses=_ERRORS, summary="Restart a failed or stopped job")
+async def restart_job(job_id: str, request: Request) -> Response:
+    return _json(JobOut.of(await _service(request).restart(job_id, ANONYMOUS)), 202)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses=_ERRORS,
+               summary="Delete a finished job (its history stays in the log)")
+async def delete_job(job_id: str, request: Request) -> Response:
+    await _service(request).delete(job_id, ANONYMOUS)
+    return Response(status_code=204)
+
+
+@router.get("/stats", response_model=Stats, responses=_ERRORS, summary="Counts and queue depth")
+async def stats(request: Request) -> Stats:
+    service = _service(request)
+    counts = await service.reads.counts()
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_priority = {"high": 0, "regular": 0}
+    for status, priority, n in counts:
+        by_status[status] = by_status.get(status, 0) + n
+        by_priority[priority] = by_priority.get(priority, 0) + n
+    depth = await service.queue_depth()
+    completed = await service.reads.completed_since(60)
+    lag = await service.projector_lag()
+    metrics = request.app.state.metrics
+    for priority, (pending, _) in depth.items():
+        metrics.queue_depth.labels(priority).set(pending)
+    metrics.projector_lag.set(lag)
+    return Stats(
+        by_status=by_status,
+        by_priority=by_priority,
+        total=sum(by_status.values()),
+        queue_depth={p: QueueDepth(pending=a, in_flight=b) for p, (a, b) in depth.items()},
+        throughput={"completed_last_minute": completed, "per_second": round(completed / 60, 2)},
+        projector_lag=lag,
+    )
+
+
+@router.get("/workers", response_model=WorkerList, responses=_ERRORS, summary="Live workers")
+async def workers(request: Request) -> WorkerList:
+    ttl = request.app.state.settings.worker_ttl_s
+    now = datetime.now(UTC)
+    found = await _service(request).workers(ttl)
+    return WorkerList(items=[
+        WorkerOut(id=w.id, host=w.host, pid=w.pid, started_at=w.started_at,
+                  last_heartbeat_at=w.last_heartbeat_at,
+                  heartbeat_age_s=round((now - w.last_heartbeat_at).total_seconds(), 3),
+                  concurrency=w.concurrency, running_job_ids=w.running, stopping=w.stopping)
+        for w in found
+    ])
+
+
+@system_router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    return Health(status="ok", checks={})
+
+
+@system_router.get("/readyz", response_model=Health, responses={503: {"model": Health}},
+                   summary="Readiness: NATS and PostgreSQL reachable")
+async def readyz(request: Request) -> JSONResponse:
+    checks = {"nats": "ok", "postgres": "ok"}
+    if not request.app.state.nc.is_connected:
+        checks["nats"] = "disconnected"
+    try:
+        await _service(request).reads.ping()
+    except Exception as e:
+        checks["postgres"] = f"unavailable: {type(e).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@system_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,139 @@
+"""REST schemas (pydantic). The wire format of the bus is msgspec; these are the API's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from conveyor_events import JobState
+
+Priority = Literal["high", "regular"]
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrictStr = Field(min_length=1, max_length=200, examples=["sleep"])
+    priority: Priority = "regular"
+    payload: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 5}])
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400, strict=True)] | None = None
+    run_at: datetime | None = None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobIn] = Field(min_length=1, max_length=1000)
+
+
+class ErrorOut(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    type: str
+    priority: Priority
+    payload: dict[str, Any]
+    status: Literal["pending", "running", "completed", "failed", "stopped"]
+    progress: float
+    message: str | None
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+    run_at: datetime | None
+    result: Any
+    error: ErrorOut | None
+    worker_id: str | None
+    stop_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, s: JobState) -> JobOut:
+        return cls.model_construct(
+            id=s.id, type=s.type, priority=s.priority, payload=s.payload, status=s.status,
+            progress=s.progress, message=s.message, attempt=s.attempt,
+            max_attempts=s.max_attempts, timeout_s=s.timeout_s, run_at=s.run_at,
+            result=s.result,
+            error=ErrorOut(type=s.error.type, message=s.error.message,
+                           traceback=s.error.traceback) if s.error else None,
+            worker_id=s.worker_id, stop_requested=s.stop_requested, created_at=s.created_at,
+            started_at=s.started_at, finished_at=s.finished_at, updated_at=s.updated_at,
+            version=s.version,
+        )  # fmt: skip
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchOut(BaseModel):
+    items: list[JobOut]
+
+
+class EventOut(BaseModel):
+    seq: int
+    job_id: str
+    type: str
+    at: datetime
+    actor: str
+    data: dict[str, Any]
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    heartbeat_age_s: float
+    concurrency: int
+    running_job_ids: list[str]
+    stopping: bool
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
+
+
+class QueueDepth(BaseModel):
+    pending: int
+    in_flight: int
+
+
+class Stats(BaseModel):
+    by_status: dict[str, int]
+    by_priority: dict[str, int]
+    total: int
+    queue_depth: dict[str, QueueDepth]
+    throughput: dict[str, float]
+    projector_lag: int
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+

@@ -1,0 +1,153 @@
+"""The API's application layer: builds commands, runs them against the log, reads the read
+model. Routes call this; it knows nothing about HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from conveyor_bus import ConcurrencyConflict, EventStore, Outcome, StoredEvent
+from conveyor_bus.reader import event_lag
+from conveyor_bus.workers import WorkerInfo, live_workers
+from conveyor_db import JobFilter, Page, ReadModel
+from conveyor_events import (
+    AnyCommand,
+    DeleteJob,
+    JobNotFound,
+    JobState,
+    RestartJob,
+    StopJob,
+    SubmitJob,
+    fold,
+)
+from conveyor_events.jobtypes import validate_payload
+
+from conveyor_api.ids import is_job_id, new_job_id
+from conveyor_api.schemas import JobIn
+
+
+class StopSignal(Protocol):
+    async def __call__(self, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    state: JobState
+    created: bool
+    """False when an ``Idempotency-Key`` matched an earlier submission."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobService:
+    def __init__(self, store: EventStore, reads: ReadModel, stop_signal: StopSignal,
+                 queue_depth: QueueDepthSource) -> None:
+        self.store = store
+        self.reads = reads
+        self._stop_signal = stop_signal
+        self._queue_depth = queue_depth
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _command(self, spec: JobIn, actor: str, now: datetime) -> SubmitJob:
+        payload = validate_payload(spec.type, spec.payload)
+        return SubmitJob(
+            job_id=new_job_id(int(now.timestamp() * 1000)),
+            now=now,
+            actor=actor,
+            type=spec.type,
+            priority=spec.priority,
+            payload=payload,
+            max_attempts=spec.max_attempts,
+            timeout_s=spec.timeout_s,
+            run_at=spec.run_at.astimezone(UTC) if spec.run_at else None,
+        )
+
+    async def submit(self, spec: JobIn, actor: str, idempotency_key: str | None) -> Submitted:
+        command = self._command(spec, actor, _now())
+        if idempotency_key is not None:
+            existing = await self._idempotent(idempotency_key)
+            if existing is not None:
+                return Submitted(existing, created=False)
+        try:
+            [outcome] = await self.store.submit([command], idempotency_key)
+        except ConcurrencyConflict:
+            # Another request with the same key won the race (the job id is new, so the
+            # idempotency record is the only subject that can conflict).
+            assert idempotency_key is not None
+            existing = await self._idempotent(idempotency_key)
+            if existing is None:
+                raise
+            return Submitted(existing, created=False)
+        return Submitted(outcome.state, created=True)
+
+    async def _idempotent(self, key: str) -> JobState | None:
+        job_id = await self.store.idempotent_job(key)
+        if job_id is None:
+            return None
+        loaded = await self.store.load(job_id)
+        return loaded.state
+
+    async def submit_batch(self, specs: list[JobIn], actor: str) -> list[JobState]:
+        now = _now()
+        commands = [self._command(spec, actor, now) for spec in specs]
+        outcomes = await self.store.submit(commands)
+        return [o.state for o in outcomes]
+
+    async def stop(self, job_id: str, actor: str) -> JobState:
+        outcome = await self._execute(StopJob(job_id=job_id, now=_now(), actor=actor))
+        if outcome.state.stop_requested:
+            await self._stop_signal(job_id)
+        return outcome.state
+
+    async def restart(self, job_id: str, actor: str) -> JobState:
+        return (await self._execute(RestartJob(job_id=job_id, now=_now(), actor=actor))).state
+
+    async def delete(self, job_id: str, actor: str) -> None:
+        await self._execute(DeleteJob(job_id=job_id, now=_now(), actor=actor))
+
+    async def _execute(self, command: AnyCommand) -> Outcome:
+        if not is_job_id(command.job_id):
+            raise JobNotFound(f"job {command.job_id} not found")
+        return await self.store.execute(command)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobState:
+        state = await self.reads.get(job_id) if is_job_id(job_id) else None
+        if state is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return state
+
+    async def list(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
+        return await self.reads.list(flt, limit, cursor)
+
+    async def history(self, job_id: str) -> list[StoredEvent]:
+        events = await self.store.history(job_id) if is_job_id(job_id) else []
+        if not events:
+            raise JobNotFound(f"job {job_id} not found")
+        return events
+
+    async def state_from_log(self, job_id: str) -> JobState | None:
+        events = await self.store.history(job_id)
+        return fold(e.event for e in events)
+
+    async def workers(self, ttl_s: float) -> list[WorkerInfo]:
+        now = _now()
+        found = await live_workers(self.store.getter)
+        return [w for w in found if (now - w.last_heartbeat_at).total_seconds() <= ttl_s]
+
+    async def queue_depth(self) -> dict[str, tuple[int, int]]:
+        return await self._queue_depth()
+
+    async def projector_lag(self) -> int:
+        checkpoint = await self.reads.checkpoint()
+        return await event_lag(self.store.getter, checkpoint)
+
+
+class QueueDepthSource(Protocol):
+    async def __call__(self) -> dict[str, tuple[int, int]]: ...
+
