@@ -87,7 +87,7 @@ class DirectGetter:
                 reply=f"{self._prefix}.{token}",
             )
             await asyncio.wait_for(pending.done, timeout)
-        except (TimeoutError, asyncio.TimeoutError) as e:
+        except TimeoutError as e:
             raise BusUnavailable(f"direct get on {stream} timed out") from e
         except Exception as e:
             if isinstance(e, BusUnavailable):

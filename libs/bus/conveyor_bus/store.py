@@ -7,15 +7,10 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeout
-
-from conveyor_bus.directget import DirectGetter, StoredMsg
-from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 from conveyor_events import (
     AnyCommand,
     AnyEvent,
@@ -28,9 +23,14 @@ from conveyor_events import (
     encode_run,
     evolve,
     fold,
+    names,
     run_to_queue,
 )
-from conveyor_events import names
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from conveyor_bus.directget import DirectGetter, StoredMsg
+from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 
 log = logging.getLogger("conveyor.bus")
 
@@ -98,6 +98,10 @@ class EventStore:
     @property
     def getter(self) -> DirectGetter:
         return self._getter
+
+    @property
+    def nc(self) -> Client:
+        return self._nc
 
     # -- reading -------------------------------------------------------------------------
 
@@ -199,8 +203,10 @@ class EventStore:
                 await asyncio.sleep(0.005)
         raise BusError(f"job {command.job_id}: too many concurrent writers, try again")
 
-    async def apply(self, command: AnyCommand, loaded: Loaded) -> Outcome:
-        """Decide ``command`` on an already loaded job and append the result once."""
+    async def apply(self, command: AnyCommand, loaded: Loaded,
+                    append: Callable[[Write], Awaitable[None]] | None = None) -> Outcome:
+        """Decide ``command`` on an already loaded job and append the result once
+        (through ``append``, e.g. a :class:`BatchAppender`, when given)."""
         before = loaded.state
         events = decide(command, before)
         if not events:
@@ -217,7 +223,10 @@ class EventStore:
             run=run_to_queue(before, after),
             priority=after.priority,
         )
-        await self.append([write])
+        if append is None:
+            await self.append([write])
+        else:
+            await append(write)
         stored = [StoredEvent(s, e) for s, e in zip(write.seqs, events, strict=True)]
         return Outcome(after, write.seqs[-1], stored)
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from conveyor_events import JobState
 
 from conveyor_db.rows import COLUMNS, SELECT_COLUMNS, from_row, init_connection, to_row
-from conveyor_events import JobState
 
 _UPSERT = (
     f"INSERT INTO jobs ({SELECT_COLUMNS}) VALUES ("

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
+from conveyor_bus import EventStore, ensure_topology
+from conveyor_bus.runtime import connect_when_ready
+from conveyor_db import ReadModel, create_pool
+from conveyor_events import names
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from nats.aio.client import Client
-
-from conveyor_bus import EventStore, connect, ensure_topology
-from conveyor_db import ReadModel, create_pool
-from conveyor_events import names
 
 from conveyor_api import problems
 from conveyor_api.limits import BodyLimit
@@ -28,24 +26,12 @@ from conveyor_api.settings import Settings
 log = logging.getLogger("conveyor.api")
 
 
-async def connect_nats(url: str, name: str, attempts: int = 60) -> Client:
-    for attempt in range(attempts):
-        try:
-            return await connect(url, name)
-        except Exception as e:
-            if attempt == attempts - 1:
-                raise
-            log.warning("waiting for NATS at %s: %s", url, e)
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
-
-
 def create_app(settings: Settings) -> FastAPI:
     metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect_nats(settings.nats_url, "conveyor-api")
+        nc = await connect_when_ready(settings.nats_url, "conveyor-api")
         await ensure_topology(
             nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
             replicas=settings.replicas,

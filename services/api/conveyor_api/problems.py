@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from conveyor_bus import BusError, BusUnavailable
+from conveyor_db import DatabaseUnavailable
+from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-
-from conveyor_bus import BusError, BusUnavailable
-from conveyor_db import DatabaseUnavailable
-from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
 
 log = logging.getLogger("conveyor.api")
 

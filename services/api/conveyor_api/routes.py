@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+from conveyor_db import JobFilter
+from conveyor_events import STATUSES
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from conveyor_db import JobFilter
-from conveyor_events import STATUSES
 
 from conveyor_api.ids import is_job_id
 from conveyor_api.problems import problem

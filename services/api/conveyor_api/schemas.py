@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-
 from conveyor_events import JobState
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Priority = Literal["high", "regular"]
 

@@ -1,0 +1,78 @@
+"""Group concurrent appends into atomic batches: one disk sync for many jobs' writes.
+
+Writers ``await appender.append(write)``; a background loop publishes whatever is queued as
+one atomic batch. A batch fails as a whole when any expected sequence is stale, so on a
+conflict the loop retries each write of that batch on its own, and only the stale ones fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from conveyor_bus.errors import BusError, ConcurrencyConflict
+from conveyor_bus.store import MAX_BATCH_MESSAGES, EventStore, Write
+
+log = logging.getLogger("conveyor.bus")
+
+
+class BatchAppender:
+    def __init__(self, store: EventStore, *, max_writes: int = MAX_BATCH_MESSAGES // 3) -> None:
+        self._store = store
+        self._max = max_writes
+        self._queue: list[tuple[Write, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="batch-appender")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(BusError("appender closed"))
+
+    async def append(self, write: Write) -> None:
+        """Append one job's write; raises ConcurrencyConflict when its sequence was stale."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        self._wake.set()
+        await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[Write, asyncio.Future[None]]]) -> None:
+        try:
+            await self._store.append([w for w, _ in batch])
+        except ConcurrencyConflict:
+            if len(batch) == 1:
+                _settle(batch[0][1], ConcurrencyConflict("stale expected sequence"))
+                return
+            await asyncio.gather(*(self._flush([item]) for item in batch))
+            return
+        except Exception as e:
+            for _, fut in batch:
+                _settle(fut, e)
+            return
+        for _, fut in batch:
+            _settle(fut, None)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

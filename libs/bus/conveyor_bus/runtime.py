@@ -1,0 +1,43 @@
+"""Running a service's event loop (uvloop when installed) and waiting for NATS at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from nats.aio.client import Client
+
+from conveyor_bus.connection import connect
+
+log = logging.getLogger("conveyor.bus")
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+async def connect_when_ready(url: str, name: str, timeout_s: float = 60.0) -> Client:
+    """Connect, waiting for the server to come up (a service may start before NATS)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            return await connect(url, name)
+        except Exception as e:
+            if loop.time() > deadline:
+                raise
+            log.warning("waiting for NATS at %s: %s", url, e)
+            await asyncio.sleep(0.5)

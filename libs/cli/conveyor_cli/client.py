@@ -1,0 +1,164 @@
+"""CLI commands that talk to the API (``CONVEYOR_API_URL``) and the notifier feed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+API_URL = os.environ.get("CONVEYOR_API_URL", "http://127.0.0.1:8000")
+EXIT = {"completed": 0, "failed": 1, "stopped": 2}
+
+
+class CliError(Exception):
+    pass
+
+
+def _notifier_url() -> str:
+    explicit = os.environ.get("CONVEYOR_NOTIFIER_URL")
+    if explicit:
+        return explicit
+    host = urlsplit(API_URL).hostname or "127.0.0.1"
+    return f"ws://{host}:8001/ws"
+
+
+def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        response = httpx.request(method, API_URL + "/api/v1" + path, timeout=30, **kwargs)
+    except httpx.HTTPError as e:
+        raise CliError(f"cannot reach the API at {API_URL}: {e} (is `make up` running?)") from e
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise CliError(f"{response.status_code}: {detail}")
+    return response
+
+
+def _line(job: dict[str, Any]) -> str:
+    progress = f"{job['progress']:5.1f}%"
+    return (f"{job['id']}  {job['status']:<9} {job['priority']:<7} {job['type']:<10} "
+            f"{progress}  attempt {job['attempt']}/{job['max_attempts']}  {job['created_at']}")
+
+
+def _bar(percent: float, message: str | None, status: str) -> str:
+    filled = int(percent / 100 * 30)
+    return f"\r[{'#' * filled}{'-' * (30 - filled)}] {percent:5.1f}% {status:<9} {message or ''}"
+
+
+def _follow(job_id: str) -> str:
+    """Print a live progress bar until the job is finished; returns the final status."""
+    from websockets.sync.client import connect
+
+    url = f"{_notifier_url()}?{urlencode({'job_id': job_id, 'since': 0})}"
+    status, percent, message = "pending", 0.0, None
+    tty = sys.stderr.isatty()
+    with connect(url, open_timeout=10) as ws:
+        for raw in ws:
+            event = json.loads(raw)
+            data = event.get("data", {})
+            kind = event["type"]
+            if kind == "job.started":
+                status, percent, message = "running", 0.0, None
+            elif kind == "job.progressed":
+                percent, message = data.get("progress", percent), data.get("message")
+            elif kind == "job.completed":
+                status, percent = "completed", 100.0
+            elif kind == "job.failed":
+                status = "pending" if data.get("retry") else "failed"
+                message = data.get("error", {}).get("message")
+            elif kind == "job.stopped":
+                status = "stopped"
+            elif kind in ("job.restarted",):
+                status, percent = "pending", 0.0
+            if tty:
+                print(_bar(percent, message, status), end="", file=sys.stderr, flush=True)
+            else:
+                print(f"{kind} {percent:.0f}% {message or ''}".rstrip(), file=sys.stderr)
+            if status in EXIT:
+                break
+    if tty:
+        print(file=sys.stderr)
+    return status
+
+
+def run(command: str, args: argparse.Namespace) -> int:
+    try:
+        return _run(command, args)
+    except CliError as e:
+        print(f"conveyor: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
+    if command == "submit":
+        try:
+            payload = json.loads(args.payload)
+        except json.JSONDecodeError as e:
+            raise CliError(f"--payload is not JSON: {e}") from e
+        body: dict[str, Any] = {"type": args.type, "priority": args.priority, "payload": payload}
+        if args.max_attempts is not None:
+            body["max_attempts"] = args.max_attempts
+        if args.timeout is not None:
+            body["timeout_s"] = args.timeout
+        headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+        job = _request("POST", "/jobs", json=body, headers=headers).json()
+        print(job["id"])
+        if args.wait:
+            status = _follow(job["id"])
+            final = _request("GET", f"/jobs/{job['id']}/events").json()["items"]
+            print(f"{status}: {json.dumps(final[-1]['data'])}")
+            return EXIT.get(status, 1)
+        return 0
+    if command == "list":
+        params = {k: v for k, v in {
+            "status": args.status, "priority": args.priority, "type": args.type,
+            "q": args.query, "limit": args.limit,
+        }.items() if v is not None}
+        page = _request("GET", "/jobs", params=params).json()
+        if args.json:
+            print(json.dumps(page, indent=2))
+        else:
+            for job in page["items"]:
+                print(_line(job))
+        return 0
+    if command == "show":
+        job = _request("GET", f"/jobs/{args.id}").json()
+        print(json.dumps(job, indent=2) if args.json else "\n".join(
+            f"{k:>15}: {json.dumps(v) if isinstance(v, dict | list) else v}"
+            for k, v in job.items()))
+        return 0
+    if command in ("stop", "restart"):
+        job = _request("POST", f"/jobs/{args.id}/{command}").json()
+        print(_line(job))
+        return 0
+    if command == "delete":
+        _request("DELETE", f"/jobs/{args.id}")
+        print(f"deleted {args.id}")
+        return 0
+    if command == "history":
+        events = _request("GET", f"/jobs/{args.id}/events").json()["items"]
+        for e in events:
+            print(json.dumps(e) if args.json else
+                  f"{e['seq']:>8}  {e['at']}  {e['type']:<20} {e['actor']:<28} "
+                  f"{json.dumps(e['data'])}")
+        return 0
+    if command == "watch":
+        from websockets.sync.client import connect
+
+        query = {k: v for k, v in {"job_id": args.job_id, "since": args.since}.items()
+                 if v is not None}
+        url = _notifier_url() + (f"?{urlencode(query)}" if query else "")
+        with connect(url, open_timeout=10) as ws:
+            for raw in ws:
+                print(raw, flush=True)
+        return 0
+    raise CliError(f"unknown command {command}")

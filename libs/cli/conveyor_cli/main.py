@@ -1,0 +1,98 @@
+"""The ``conveyor`` command: the CLI of SPEC §3.4 and the service entry points of §3.1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from conveyor_cli import client
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="conveyor", description="Conveyor background jobs.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_ in [
+        ("api", "run the REST API and the dashboard (port 8000)"),
+        ("worker", "run a worker"),
+        ("projector", "run the projector (event log -> PostgreSQL read model)"),
+        ("notifier", "run the websocket feed (port 8001)"),
+        ("migrate", "create the JetStream topology and migrate PostgreSQL"),
+    ]:
+        sub.add_parser(name, help=help_)
+    s = sub.add_parser("up", help="start the whole system locally (make up)")
+    s.add_argument("--data-dir", type=Path, default=Path(".conveyor"))
+    s.add_argument("--workers", type=int, default=2)
+
+    s = sub.add_parser("submit", help="submit a job")
+    s.add_argument("type")
+    s.add_argument("--priority", choices=["high", "regular"], default="regular")
+    s.add_argument("--payload", default="{}", help="JSON object")
+    s.add_argument("--max-attempts", type=int, default=None)
+    s.add_argument("--timeout", type=float, default=None, help="seconds per attempt")
+    s.add_argument("--idempotency-key", default=None)
+    s.add_argument("--wait", action="store_true", help="follow progress until it finishes")
+
+    s = sub.add_parser("list", help="list jobs, newest first")
+    s.add_argument("--status", help="comma list, e.g. running,pending")
+    s.add_argument("--priority", choices=["high", "regular"])
+    s.add_argument("--type")
+    s.add_argument("-q", "--query", help="id prefix or payload text")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--json", action="store_true")
+
+    for name, help_ in [
+        ("show", "show one job"),
+        ("stop", "stop a pending or running job"),
+        ("restart", "restart a failed or stopped job"),
+        ("delete", "delete a finished job"),
+        ("history", "a job's events from the log"),
+    ]:
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("id")
+        if name in ("show", "history"):
+            s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("watch", help="follow the live event feed")
+    s.add_argument("--job", dest="job_id")
+    s.add_argument("--since", type=int)
+
+    sub.add_parser("replay", help="rebuild the read model from the event log")
+    sub.add_parser("verify", help="compare the read model with a fold of the log")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    command: str = args.command
+    if command == "api":
+        from conveyor_api.main import main as api
+
+        api()
+    elif command == "worker":
+        from conveyor_worker.main import main as worker
+
+        worker()
+    elif command == "projector":
+        from conveyor_projector.main import main as projector
+
+        projector()
+    elif command == "notifier":
+        from conveyor_notifier.main import main as notifier
+
+        notifier()
+    elif command == "up":
+        from conveyor_cli.up import up
+
+        sys.exit(up(args.data_dir, args.workers))
+    elif command in ("migrate", "replay", "verify"):
+        from conveyor_cli import admin
+
+        sys.exit(admin.run(command))
+    else:
+        sys.exit(client.run(command, args))
+
+
+if __name__ == "__main__":
+    main()

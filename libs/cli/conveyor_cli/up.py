@@ -1,0 +1,113 @@
+"""``conveyor up``: the whole system on this machine, for trying Conveyor out.
+
+Starts an embedded nats-server and PostgreSQL (data under ``.conveyor/``) unless
+``NATS_URL`` / ``DATABASE_URL`` are set, runs the migrations, then runs api, notifier,
+projector and two workers as child processes, restarting any that dies, until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor_cli.embedded import NatsServer, PostgresServer
+
+DEFAULT_NATS_PORT = 4222
+DEFAULT_PG_PORT = 54320
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self, base_env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor_cli.main", *self.args],
+            env={**base_env, **self.env},
+        )
+        self.started_at = time.monotonic()
+
+
+def services(workers: int) -> list[Service]:
+    found = [
+        Service("api", ["api"]),
+        Service("notifier", ["notifier"]),
+        Service("projector", ["projector"]),
+    ]
+    for n in range(1, workers + 1):
+        found.append(Service(f"worker-{n}", ["worker"], {"CONVEYOR_WORKER_ID": f"local-{n}"}))
+    return found
+
+
+def up(data_dir: Path, workers: int = 2) -> int:
+    env = dict(os.environ)
+    nats: NatsServer | None = None
+    pg: PostgresServer | None = None
+    running: list[Service] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if "NATS_URL" not in env:
+            nats = NatsServer(data_dir / "nats", DEFAULT_NATS_PORT).start()
+            env["NATS_URL"] = nats.url
+            print(f"nats-server   {nats.url} (store {nats.store_dir})", flush=True)
+        if "DATABASE_URL" not in env:
+            pg = PostgresServer(data_dir / "postgres", DEFAULT_PG_PORT).start()
+            env["DATABASE_URL"] = pg.url()
+            print(f"postgresql    {pg.url()} (data {pg.data_dir})", flush=True)
+        subprocess.run([sys.executable, "-m", "conveyor_cli.main", "migrate"], env=env,
+                       check=True)
+        running = services(workers)
+        for svc in running:
+            svc.start(env)
+        print("\nConveyor is up.  Dashboard: http://127.0.0.1:8000/"
+              "   API docs: http://127.0.0.1:8000/docs   Ctrl-C stops everything.\n",
+              flush=True)
+        while not stopping:
+            time.sleep(0.5)
+            for svc in running:
+                assert svc.proc is not None
+                code = svc.proc.poll()
+                if code is not None and not stopping:
+                    svc.restarts += 1
+                    delay = min(10.0, 0.5 * 2 ** min(svc.restarts, 5))
+                    if time.monotonic() - svc.started_at > 60:
+                        svc.restarts, delay = 0, 0.5
+                    print(f"{svc.name} exited with {code}; restarting in {delay:.1f}s",
+                          flush=True)
+                    time.sleep(delay)
+                    svc.start(env)
+        return 0
+    finally:
+        print("\nstopping…", flush=True)
+        for svc in running:
+            if svc.proc is not None and svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for svc in running:
+            if svc.proc is not None:
+                try:
+                    svc.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    svc.proc.kill()
+        if pg is not None:
+            pg.stop()
+        if nats is not None:
+            nats.stop()
+        print("stopped.", flush=True)

@@ -1,0 +1,147 @@
+"""Fan-out of the event log to websocket clients.
+
+One live reader follows the log; each client has a bounded queue. A client that asks for
+``since`` is registered first (live frames buffer in its queue), then replayed from the log by
+batched direct gets; frames are sent in strictly increasing ``seq``, so the overlap between
+replay and live is dropped and nothing falls in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+from conveyor_bus import BusError, DirectGetter, StoredMsg
+from conveyor_bus.reader import LogReader, last_sequence
+from conveyor_events import decode_event, names
+from nats.aio.client import Client
+
+log = logging.getLogger("conveyor.notifier")
+
+REPLAY_PAGE = 500
+
+
+class Overflow(Exception):
+    """The client fell too far behind."""
+
+
+def frame(msg: StoredMsg) -> bytes | None:
+    """The public event frame ``{seq, type, job_id, at, actor, data}``; None for garbage."""
+    try:
+        decode_event(msg.data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        log.error("skipping undecodable event at seq %d", msg.seq)
+        return None
+    return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
+
+
+@dataclass(eq=False)
+class Client_:
+    job_id: str | None
+    limit: int
+    queue: deque[tuple[int, bytes]] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last_seq: int = 0
+    overflowed: bool = False
+
+    def offer(self, seq: int, data: bytes) -> None:
+        if self.overflowed:
+            return
+        if len(self.queue) >= self.limit:
+            self.overflowed = True
+            self.queue.clear()
+        else:
+            self.queue.append((seq, data))
+        self.wake.set()
+
+    async def next_frames(self) -> list[bytes]:
+        """Frames to send, in order, without duplicates; raises Overflow when too slow."""
+        while True:
+            if self.overflowed:
+                raise Overflow
+            out = []
+            while self.queue:
+                seq, data = self.queue.popleft()
+                if seq > self.last_seq:
+                    self.last_seq = seq
+                    out.append(data)
+            if out:
+                return out
+            self.wake.clear()
+            await self.wake.wait()
+
+
+class Hub:
+    def __init__(self, nc: Client, client_buffer: int) -> None:
+        self.nc = nc
+        self.getter = DirectGetter(nc)
+        self.client_buffer = client_buffer
+        self.clients: set[Client_] = set()
+        self.position = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.position = await last_sequence(self.nc)
+        self._task = asyncio.create_task(self._follow(), name="live-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _follow(self) -> None:
+        reader = LogReader(self.nc, names.EVENTS_ALL, self.position + 1)
+        while True:
+            try:
+                msgs = await reader.fetch(1000, timeout=1.0)
+            except BusError:
+                await asyncio.sleep(0.5)
+                continue
+            for m in msgs:
+                data = frame(m)
+                self.position = m.seq
+                if data is None:
+                    continue
+                job_id = names.job_id_of(m.subject)
+                for client in self.clients:
+                    if client.job_id is None or client.job_id == job_id:
+                        client.offer(m.seq, data)
+
+    async def connect(self, job_id: str | None, since: int | None) -> Client_:
+        """Register a client; with ``since``, replay the log after it first (its live frames
+        wait in its queue meanwhile)."""
+        client = Client_(job_id=job_id, limit=self.client_buffer)
+        self.clients.add(client)
+        if since is not None:
+            try:
+                await self._replay(client, since)
+            except BaseException:
+                self.clients.discard(client)
+                raise
+        return client
+
+    def disconnect(self, client: Client_) -> None:
+        self.clients.discard(client)
+
+    async def _replay(self, client: Client_, since: int) -> None:
+        subject = names.event_subject(client.job_id) if client.job_id else names.EVENTS_ALL
+        replayed: deque[tuple[int, bytes]] = deque()
+        start = since + 1
+        while True:
+            page = await self.getter.batch(
+                names.STREAM, {"seq": start, "next_by_subj": subject, "batch": REPLAY_PAGE}
+            )
+            for m in page:
+                data = frame(m)
+                if data is not None:
+                    replayed.append((m.seq, data))
+            if len(replayed) > client.limit + REPLAY_PAGE:
+                raise Overflow
+            if len(page) < REPLAY_PAGE:
+                break
+            start = page[-1].seq + 1
+        # Replayed frames go first; live frames queued meanwhile follow (overlap dropped).
+        client.queue = replayed + client.queue
+        client.wake.set()

@@ -1,0 +1,63 @@
+"""``conveyor projector``: keep the PostgreSQL read model up to date with the event log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import asyncpg
+from conveyor_bus import ensure_topology
+from conveyor_bus.runtime import configure_logging, connect_when_ready, run
+from conveyor_db import create_pool, migrate
+
+from conveyor_projector.projector import Projector
+from conveyor_projector.settings import Settings
+
+log = logging.getLogger("conveyor.projector")
+
+
+async def migrate_when_ready(url: str, timeout_s: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+            break
+        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+            if loop.time() > deadline:
+                raise
+            log.warning("waiting for PostgreSQL: %s", e)
+            await asyncio.sleep(0.5)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def serve(settings: Settings) -> None:
+    nc = await connect_when_ready(settings.nats_url, "conveyor-projector")
+    await ensure_topology(nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
+                          replicas=settings.replicas)
+    await migrate_when_ready(settings.database_url)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    projector = Projector(nc, pool, batch_size=settings.batch_size,
+                          fetch_timeout_s=settings.fetch_timeout_s)
+    try:
+        await projector.run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        await pool.close()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    run(serve(settings))
+

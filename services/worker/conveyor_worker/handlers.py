@@ -1,0 +1,47 @@
+"""Built-in job types and the context a handler receives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from conveyor_events.jobtypes import SleepPayload, parse_payload
+
+
+class JobFailed(Exception):
+    """The handler reports a failure (retried while attempts are left)."""
+
+
+class PermanentFailure(JobFailed):
+    """The handler reports a failure that no retry can fix: skip the remaining attempts."""
+
+
+class JobContext(Protocol):
+    job_id: str
+    attempt: int
+    log: logging.LoggerAdapter[logging.Logger]
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress; coalesced, the last value is always written."""
+
+
+Handler = Callable[[JobContext, dict[str, Any]], Awaitable[Any]]
+
+
+async def noop(ctx: JobContext, payload: dict[str, Any]) -> None:
+    return None
+
+
+async def sleep(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    p = parse_payload(payload, SleepPayload)
+    for step in range(1, p.steps + 1):
+        await asyncio.sleep(p.seconds / p.steps)
+        ctx.progress(100.0 * step / p.steps, f"step {step}/{p.steps}")
+    if p.fail:
+        raise JobFailed(f"failed on purpose after {p.seconds}s (payload fail=true)")
+    return {"slept": p.seconds, "steps": p.steps}
+
+
+BUILTIN: dict[str, Handler] = {"noop": noop, "sleep": sleep}

@@ -1,0 +1,391 @@
+"""The worker: pulls run commands (high before regular), records each attempt in the log,
+runs the handler with heartbeats, and settles the attempt with one fenced append."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import nats.errors
+from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded, Write
+from conveyor_bus.appender import BatchAppender
+from conveyor_bus.workers import WorkerInfo, forget_worker, publish_heartbeat
+from conveyor_events import (
+    AnyCommand,
+    CompleteJob,
+    ConfirmStop,
+    DomainError,
+    ErrorInfo,
+    FailJob,
+    InvalidTransition,
+    JobNotFound,
+    ReportProgress,
+    RunJob,
+    StartJob,
+    decide,
+    decode_run,
+    evolve,
+    names,
+)
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from conveyor_worker.handlers import Handler, PermanentFailure
+from conveyor_worker.running import Context, RunningJob
+from conveyor_worker.settings import Settings
+
+log = logging.getLogger("conveyor.worker")
+
+_TRACEBACK_LIMIT = 8_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Worker:
+    def __init__(self, settings: Settings, nc: Client, handlers: dict[str, Handler]) -> None:
+        self.settings = settings
+        self.id = settings.worker_id
+        self.actor = f"worker:{self.id}"
+        self.nc = nc
+        self.store = EventStore(nc)
+        self.appender = BatchAppender(self.store)
+        self.handlers = handlers
+        self.running: dict[str, RunningJob] = {}
+        self._reserved = 0
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._started_at = _now()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`shutdown` is called, then hand back what is still running."""
+        self.appender.start()
+        stop_sub = await self.nc.subscribe(names.STOP_SIGNAL, cb=self._on_stop_signal)
+        background = [
+            asyncio.create_task(self._presence_loop(), name="presence"),
+            asyncio.create_task(self._heartbeat_loop(), name="in-progress"),
+            asyncio.create_task(self._stop_check_loop(), name="stop-check"),
+        ]
+        log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        try:
+            await self._fetch_loop()
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await stop_sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await forget_worker(self.nc, self.id)
+            await self.appender.close()
+
+    def shutdown(self) -> None:
+        """Stop fetching; running jobs get the grace period (SIGTERM)."""
+        if not self._stopping.is_set():
+            log.info("worker %s stopping: %d jobs running", self.id, len(self.running))
+            self._stopping.set()
+            self._slot_free.set()
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for job in list(self.running.values()):
+            job.cancel("shutdown")
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        js = self.nc.jetstream()
+        subs = {
+            p: await js.pull_subscribe_bind(durable=names.run_consumer(p), stream=names.STREAM)
+            for p in names.PRIORITIES
+        }
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - self._reserved
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                msgs = await self._fetch(subs, min(free, 256))
+            except Exception as e:
+                log.warning("fetch failed: %s", e)
+                await asyncio.sleep(0.5)
+                continue
+            if msgs and not self._stopping.is_set():
+                self._start(msgs)
+            elif msgs:
+                for msg in msgs:
+                    await msg.nak()
+
+    async def _fetch(self, subs: dict[str, Any], n: int) -> list[Msg]:
+        """High first; only when no high command waits, regular (long-polled briefly)."""
+        for priority, timeout in (("high", 0.005), ("regular", self.settings.idle_poll_s)):
+            try:
+                msgs: list[Msg] = await subs[priority].fetch(n, timeout=timeout)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            if msgs:
+                return msgs
+        return []
+
+    def _start(self, msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            self._reserved += 1
+            self._spawn(self._attempt(msg), "attempt")
+
+    def _release(self) -> None:
+        self._reserved -= 1
+        self._slot_free.set()
+
+    # -- one attempt ---------------------------------------------------------------------
+
+    async def _attempt(self, msg: Msg) -> None:
+        try:
+            job = await self._begin(msg)
+            if job is not None:
+                await self._execute(job)
+        except Exception:
+            log.exception("attempt crashed; the command will be redelivered")
+        finally:
+            self._release()
+
+    async def _begin(self, msg: Msg) -> RunningJob | None:
+        """Decode the command and record ``job.started``; None when there is nothing to run."""
+        try:
+            cmd = decode_run(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.error("unreadable run command (seq %s): %s", msg.metadata.sequence.stream, e)
+            await msg.term()
+            return None
+        if cmd.not_before is not None:
+            wait = (cmd.not_before - _now()).total_seconds()
+            if wait > 0.01:
+                await msg.nak(delay=min(wait, self.settings.ack_wait_s))
+                return None
+        loaded = await self.store.load(cmd.job_id)
+        while True:
+            try:
+                events = decide(self._start_command(cmd), loaded.state)
+            except DomainError as e:
+                log.debug("skipping %s: %s", cmd.job_id, e)
+                await msg.ack()
+                return None
+            write = Write(job_id=cmd.job_id, events=events, expected_seq=loaded.last_seq)
+            try:
+                await self.appender.append(write)
+            except ConcurrencyConflict:
+                loaded = await self.store.load(cmd.job_id)
+                continue
+            assert loaded.state is not None
+            state = evolve(loaded.state, events[0])
+            job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
+            self.running[job.job_id] = job
+            return job
+
+    def _start_command(self, cmd: RunJob) -> StartJob:
+        return StartJob(job_id=cmd.job_id, now=_now(), actor=self.actor, worker_id=self.id,
+                        run=cmd.run)
+
+    async def _execute(self, job: RunningJob) -> None:
+        try:
+            command = await self._run_handler(job)
+            if job.progress_task is not None:
+                await job.progress_task
+            if command is None or job.cancel_reason == "fenced":
+                return
+            if job.cancel_reason == "shutdown":
+                await job.msg.nak()
+                return
+            await self._settle(job, command)
+        finally:
+            self.running.pop(job.job_id, None)
+
+    async def _run_handler(self, job: RunningJob) -> AnyCommand | None:
+        handler = self.handlers.get(job.state.type)
+        base = {"job_id": job.job_id, "actor": self.actor, "attempt": job.attempt}
+        if handler is None:
+            error = ErrorInfo(type="UnknownJobType",
+                              message=f"worker {self.id} has no handler for {job.state.type!r}")
+            return FailJob(now=_now(), error=error, permanent=True, **base)
+        ctx = Context(job, self._on_progress)
+        job.handler_task = asyncio.create_task(handler(ctx, job.state.payload))
+        timeout = job.state.timeout_s
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                result = await job.handler_task
+            return CompleteJob(now=_now(), result=_jsonable(result), **base)
+        except asyncio.CancelledError:
+            if job.cancel_reason == "stop":
+                return ConfirmStop(now=_now(), **base)
+            if job.cancel_reason is not None:
+                return None
+            raise
+        except TimeoutError as e:
+            if not scope.expired():
+                return self._failure(job, e)
+            error = ErrorInfo(type="Timeout",
+                              message=f"attempt {job.attempt} exceeded timeout_s={timeout}")
+            return FailJob(now=_now(), error=error, retry_delay_s=self._backoff(job.attempt),
+                           **base)
+        except Exception as e:
+            return self._failure(job, e)
+
+    def _failure(self, job: RunningJob, e: Exception) -> FailJob:
+        tb = "".join(traceback.format_exception(e))[-_TRACEBACK_LIMIT:]
+        error = ErrorInfo(type=type(e).__name__, message=str(e) or type(e).__name__,
+                          traceback=tb)
+        return FailJob(job_id=job.job_id, now=_now(), actor=self.actor, attempt=job.attempt,
+                       error=error, retry_delay_s=self._backoff(job.attempt),
+                       permanent=isinstance(e, PermanentFailure))
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _settle(self, job: RunningJob, command: AnyCommand) -> None:
+        """Append the attempt's outcome (fenced by the expected sequence), then ack."""
+        loaded = Loaded(job.state, job.last_seq)
+        for delay in _retry_delays():
+            try:
+                await self.store.apply(command, loaded, self.appender.append)
+                break
+            except ConcurrencyConflict:
+                loaded = await self.store.load(job.job_id)
+            except (InvalidTransition, JobNotFound) as e:
+                # Fenced off: another worker owns the job now; its delivery is not ours to ack.
+                log.warning("attempt %d of %s fenced off: %s", job.attempt, job.job_id, e)
+                return
+            except BusError as e:
+                log.warning("cannot record outcome of %s yet: %s", job.job_id, e)
+                await asyncio.sleep(delay)
+        await job.msg.ack()
+
+    # -- progress ------------------------------------------------------------------------
+
+    def _on_progress(self, job: RunningJob, percent: float, message: str | None) -> None:
+        job.pending_progress = (float(percent), message)
+        if job.progress_task is None or job.progress_task.done():
+            job.progress_task = asyncio.create_task(self._write_progress(job))
+
+    async def _write_progress(self, job: RunningJob) -> None:
+        while job.pending_progress is not None and job.cancel_reason is None:
+            wait = job.last_progress_at + self.settings.progress_interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            percent, message = job.pending_progress
+            job.pending_progress = None
+            command = ReportProgress(job_id=job.job_id, now=_now(), actor=self.actor,
+                                     attempt=job.attempt, progress=percent, message=message)
+            try:
+                outcome = await self.store.apply(
+                    command, Loaded(job.state, job.last_seq), self.appender.append
+                )
+            except ConcurrencyConflict:
+                await self._check_stop(job)
+                if job.pending_progress is None and job.cancel_reason is None:
+                    job.pending_progress = (percent, message)
+                continue
+            except DomainError:
+                job.cancel("fenced")
+                return
+            except BusError as e:
+                log.warning("progress of %s not recorded: %s", job.job_id, e)
+                continue
+            job.state, job.last_seq = outcome.state, outcome.last_seq
+            job.last_progress_at = time.monotonic()
+
+    # -- stop requests, heartbeats, presence ----------------------------------------------
+
+    async def _on_stop_signal(self, msg: Msg) -> None:
+        job = self.running.get(msg.data.decode(errors="replace"))
+        if job is not None:
+            self._spawn(self._check_stop(job), "stop-check")
+
+    async def _check_stop(self, job: RunningJob) -> None:
+        """Re-read the job; cancel the handler on a stop request or when fenced off."""
+        loaded = await self.store.load(job.job_id)
+        state = loaded.state
+        if state is None or state.deleted or state.attempt != job.attempt or \
+                state.status != "running":
+            job.cancel("fenced")
+            return
+        job.state, job.last_seq = state, loaded.last_seq
+        if state.stop_requested:
+            log.info("stop requested for %s: cancelling attempt %d", job.job_id, job.attempt)
+            job.cancel("stop")
+
+    async def _stop_check_loop(self) -> None:
+        interval = self.settings.stop_check_s
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = [j for j in self.running.values()
+                   if now - j.started >= interval and j.cancel_reason is None
+                   and (j.progress_task is None or j.progress_task.done())]
+            results = await asyncio.gather(*(self._check_stop(j) for j in due),
+                                           return_exceptions=True)
+            for r in results:
+                if isinstance(r, Exception):
+                    log.debug("stop check failed: %s", r)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
+        while True:
+            await asyncio.sleep(interval)
+            for job in list(self.running.values()):
+                with contextlib.suppress(Exception):
+                    await job.msg.in_progress()
+
+    async def _presence_loop(self) -> None:
+        host = socket.gethostname()
+        while True:
+            info = WorkerInfo(
+                id=self.id, host=host, pid=os.getpid(), started_at=self._started_at,
+                last_heartbeat_at=_now(), concurrency=self.settings.concurrency,
+                running=sorted(self.running), stopping=self._stopping.is_set(),
+            )
+            try:
+                await publish_heartbeat(self.nc, info)
+            except Exception as e:
+                log.debug("heartbeat not published: %s", e)
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+
+def _retry_delays() -> Any:
+    delay = 0.05
+    while True:
+        yield delay
+        delay = min(delay * 2, 2.0)
+
+
+def _jsonable(value: Any) -> Any:
+    """Handler results go into the log as JSON; anything else becomes its repr."""
+    try:
+        return msgspec.json.decode(msgspec.json.encode(value))
+    except (TypeError, msgspec.EncodeError):
+        return repr(value)
