@@ -86,7 +86,7 @@ async def _ensure_stream(nc: Client, config: dict[str, Any]) -> None:
     name = config["name"]
     try:
         await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", config)
-        log.info("created stream %s", name)
+        log.debug("stream %s ready", name)
     except BusError as e:
         if "already in use" not in str(e) and "exists" not in str(e):
             raise

@@ -64,7 +64,7 @@ async def _main(command: str, settings: Settings) -> int:
         finally:
             await pool.close()
     finally:
-        await nc.drain()
+        await nc.close()
 
 
 async def replay(nc: Client, pool: asyncpg.Pool, *, quiet: bool = False) -> int:

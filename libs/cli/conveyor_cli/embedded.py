@@ -14,7 +14,9 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -96,7 +98,9 @@ class NatsServer:
 
 
 def _pg_bin() -> Path:
-    from pgserver._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -105,13 +109,23 @@ def _pg_user() -> str | None:
     """PostgreSQL refuses to run as root; as root we run it as a dedicated user."""
     if os.geteuid() != 0:
         return None
-    from pgserver.utils import ensure_folder_permissions, ensure_user_exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import ensure_folder_permissions, ensure_user_exists
 
     ensure_user_exists("pgserver")
     read = stat.S_IRGRP | stat.S_IROTH
     ensure_folder_permissions(_pg_bin(), read | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(_pg_bin().parent / "lib", read)
     return "pgserver"
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that drop root for ``user`` (its uid, gid, and no other groups)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _make_traversable(path: Path) -> None:
@@ -142,13 +156,16 @@ class PostgresServer:
             _make_traversable(self.data_dir)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            init = subprocess.run(
                 [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
                  "-E", "utf8", *([] if self.durable else ["--no-sync"])],
-                check=True,
                 capture_output=True,
-                user=user,
+                text=True,
+                cwd=self.data_dir,
+                **_as_user(user),
             )
+            if init.returncode != 0:
+                raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
         log = self.data_dir / "postgres.log"
         if user is not None and not log.exists():
             log.touch()
@@ -160,7 +177,8 @@ class PostgresServer:
                      "-c", "full_page_writes=off"]
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, user=user, start_new_session=True
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.data_dir, **_as_user(user),
             )
         _wait_for_port(self.port, self.proc, "postgres", timeout, log)
         self._ensure_database("conveyor", timeout)

@@ -82,6 +82,9 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                 raise StaleRun(f"run {command.run} of job {state.id} was superseded by {state.run}")
             if state.status not in ("pending", "running"):
                 raise _forbidden("start", state)
+            if state.stop_requested:
+                # The worker asked to stop died before confirming: the stop wins the redelivery.
+                return [JobStopped(**common, data=StoppedData(attempt=state.attempt))]
             attempt = state.attempt + 1
             data = StartedData(attempt=attempt, worker_id=command.worker_id, run=command.run)
             return [JobStarted(**common, data=data)]
@@ -95,7 +98,8 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
             return [JobProgressed(**common, data=data_p)]
         case CompleteJob():
             _require_current(state, command.attempt, "complete")
-            return [JobCompleted(**common, data=CompletedData(attempt=command.attempt, result=command.result))]
+            data_c = CompletedData(attempt=command.attempt, result=command.result)
+            return [JobCompleted(**common, data=data_c)]
         case FailJob():
             _require_current(state, command.attempt, "fail")
             retry = not command.permanent and not state.stop_requested and state.attempts_left > 0

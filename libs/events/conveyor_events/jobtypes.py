@@ -27,6 +27,7 @@ class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 PAYLOAD_SCHEMAS: dict[str, type[msgspec.Struct]] = {"noop": NoopPayload, "sleep": SleepPayload}
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 
 
 def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
@@ -40,8 +41,11 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
     except msgspec.ValidationError as e:
         text = str(e)
         match = _PATH.search(text)
-        field = "payload" + (f".{match.group(1)}" if match and match.group(1) else "")
         message = _PATH.sub("", text)
+        path = match.group(1) if match else ""
+        if unknown := _UNKNOWN.match(message):
+            path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        field = f"payload.{path}" if path else "payload"
         raise InvalidPayload(f"{field}: {message}", field=field) from e
     result: dict[str, Any] = msgspec.to_builtins(value)
     return result

@@ -65,6 +65,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
 def evolve(state: JobState | None, event: AnyEvent) -> JobState:
     """Apply one event. Pure; assumes the event was produced by :func:`decide`."""
     if isinstance(event, JobSubmitted):
+        if state is not None:
+            raise ValueError(f"job.submitted twice for job {event.job_id}")
         d = event.data
         return JobState(
             id=event.job_id,
@@ -134,7 +136,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case JobDeleted():
             return msgspec.structs.replace(s, deleted=True)
         case JobSubmitted():
-            raise ValueError(f"job.submitted twice for job {event.job_id}")
+            raise AssertionError("handled above")
         case _:
             assert_never(event)
 

@@ -73,7 +73,7 @@ def test_fold_is_deterministic() -> None:
     events = lifecycle()
 
     assert fold(events) == fold(list(events)) == fold(lifecycle())
-    assert fold(events) == reduce(evolve, events, None)  # type: ignore[arg-type]
+    assert fold(events) == reduce(evolve, events, None)
 
 
 def test_fold_of_decoded_events_equals_fold_of_the_originals() -> None:

@@ -7,6 +7,7 @@ events produced and the state they lead to; a forbidden cell names the domain er
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,10 +51,12 @@ from conveyor_events import (
 from conveyor_events.events import (
     CompletedData,
     FailedData,
+    ProgressedData,
     StartedData,
     StoppedData,
     SubmittedData,
 )
+from conveyor_events.invariants import history_problems
 
 pytestmark = pytest.mark.unit
 
@@ -100,7 +103,7 @@ def history(state: str, max_attempts: int = 1) -> list[AnyEvent]:
     )
     stopped = JobStopped(job_id=JOB, at=at(3), actor=f"worker:{W1}", data=StoppedData(attempt=1))
     deleted = JobDeleted(job_id=JOB, at=at(4), actor=USER)
-    return {
+    histories: dict[str, list[AnyEvent]] = {
         "no job": [],
         "pending": [submitted],
         "running": [submitted, started],
@@ -109,7 +112,8 @@ def history(state: str, max_attempts: int = 1) -> list[AnyEvent]:
         "failed": [submitted, started, failed],
         "stopped": [submitted, started, stop_requested, stopped],
         "deleted": [submitted, started, completed, deleted],
-    }[state]
+    }
+    return histories[state]
 
 
 STATES = ("no job", "pending", "running", "stopping", "completed", "failed", "stopped", "deleted")
@@ -121,11 +125,11 @@ STATES = ("no job", "pending", "running", "stopping", "completed", "failed", "st
 def command(name: str) -> AnyCommand:
     """The command of one column. Worker commands act on attempt 1 and run 1 (the current ones
     wherever the job has started)."""
-    user = {"job_id": JOB, "now": NOW, "actor": USER}
-    w1 = {"job_id": JOB, "now": NOW, "actor": f"worker:{W1}"}
-    w2 = {"job_id": JOB, "now": NOW, "actor": f"worker:{W2}"}
-    fail = {**w1, "attempt": 1, "error": BOOM, "retry_delay_s": RETRY_DELAY_S}
-    return {
+    user: dict[str, Any] = {"job_id": JOB, "now": NOW, "actor": USER}
+    w1: dict[str, Any] = {"job_id": JOB, "now": NOW, "actor": f"worker:{W1}"}
+    w2: dict[str, Any] = {"job_id": JOB, "now": NOW, "actor": f"worker:{W2}"}
+    fail: dict[str, Any] = {**w1, "attempt": 1, "error": BOOM, "retry_delay_s": RETRY_DELAY_S}
+    columns: dict[str, Callable[[], AnyCommand]] = {
         "submit": lambda: SubmitJob(**user, type="noop"),
         "start": lambda: StartJob(**w2, worker_id=W2, run=1),
         "progress": lambda: ReportProgress(**w1, attempt=1, progress=42.5, message="step 2 of 4"),
@@ -137,8 +141,23 @@ def command(name: str) -> AnyCommand:
         "confirm stop": lambda: ConfirmStop(**w1, attempt=1),
         "restart": lambda: RestartJob(**user),
         "delete": lambda: DeleteJob(**user),
-    }[name]()
+    }
+    return columns[name]()
 
+
+COMMANDS = (
+    "submit",
+    "start",
+    "progress",
+    "complete",
+    "fail, attempts left",
+    "fail, none left",
+    "fail, permanent",
+    "stop",
+    "confirm stop",
+    "restart",
+    "delete",
+)
 
 MAX_ATTEMPTS = {"fail, attempts left": 3, "fail, permanent": 3}
 """``max_attempts`` of the job a column's command acts on (1 unless listed)."""
@@ -233,12 +252,6 @@ NOT_FOUND = JobNotFound
 EXISTS = JobAlreadyExists
 NO = InvalidTransition
 
-STOP_LOST = pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: a redelivered StartJob on a stop-requested job starts a new attempt "
-    "and evolve(JobStarted) clears stop_requested, so the user's stop is lost",
-)
-
 Outcome = Ok | type[DomainError]
 
 # fmt: off
@@ -282,9 +295,7 @@ MATRIX: list[Any] = [  # (from, command, outcome) or a pytest.param of one
 
     # running with stop_requested: the worker is cancelling the handler
     ("stopping",    "submit",               EXISTS),
-    pytest.param(
-     "stopping",    "start",                STOP_WINS_REDELIVERY,
-     marks=STOP_LOST, id="stopping-start"),
+    ("stopping",    "start",                STOP_WINS_REDELIVERY),
     ("stopping",    "progress",             PROGRESSED_WHILE_STOPPING),
     ("stopping",    "complete",             COMPLETED),  # the completion won the race
     ("stopping",    "fail, attempts left",  FAILED),     # no retry once a stop is asked
@@ -346,20 +357,6 @@ MATRIX: list[Any] = [  # (from, command, outcome) or a pytest.param of one
 ]
 # fmt: on
 
-COMMANDS = (
-    "submit",
-    "start",
-    "progress",
-    "complete",
-    "fail, attempts left",
-    "fail, none left",
-    "fail, permanent",
-    "stop",
-    "confirm stop",
-    "restart",
-    "delete",
-)
-
 
 def _cell(row: Any) -> tuple[str, str]:
     values = row.values if hasattr(row, "values") else row
@@ -403,6 +400,7 @@ def test_transition(state: str, name: str, outcome: Outcome) -> None:
 
     after = fold(events + produced)
     assert after is not None
+    assert history_problems(events + produced) == []  # SPEC §6.4: a valid path
     assert {k: getattr(after, k) for k in outcome.state} == outcome.state
     if produced:
         assert after.version == len(events) + len(produced)
@@ -564,7 +562,7 @@ def test_retry_requeues_the_job_after_the_backoff() -> None:
     job.start(W2)  # run 2
     assert (job.state.status, job.state.attempt) == ("running", 2)
     (last,) = job.fail(attempt=2)
-    assert (last.data.retry, last.data.retry_at) == (False, None)
+    assert last.data == FailedData(attempt=2, error=BOOM, retry=False, retry_at=None)
     assert (job.state.status, job.state.attempts_left) == ("failed", 0)
 
 
@@ -605,6 +603,7 @@ def test_restart_gives_a_fresh_attempt_budget() -> None:
     job.start(W2)
     assert job.state.attempt == 3  # attempts keep counting across restarts
     (retried,) = job.fail(attempt=3)
+    assert isinstance(retried, JobFailed)
     assert retried.data.retry is True
 
 
@@ -659,7 +658,7 @@ def test_progress_is_clamped_to_0_100(reported: float, stored: float) -> None:
 
     (progressed,) = job.do(ReportProgress(**job.worker(W1), attempt=1, progress=reported))
 
-    assert progressed.data.progress == stored
+    assert progressed.data == ProgressedData(attempt=1, progress=stored)
     assert job.state.progress == stored
 
 

@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await nc.drain()
+            await nc.close()
             await pool.close()
 
     app = FastAPI(

@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await hub.stop()
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.close()
 
     app = FastAPI(title="Conveyor notifier", lifespan=lifespan)
 

@@ -18,7 +18,7 @@ def main() -> None:
         access_log=False,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         timeout_graceful_shutdown=5,
     )
 

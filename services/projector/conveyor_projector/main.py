@@ -52,7 +52,7 @@ async def serve(settings: Settings) -> None:
         await projector.run(stop)
     finally:
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.close()
         await pool.close()
 
 

@@ -29,7 +29,7 @@ async def serve(settings: Settings) -> None:
         await worker.run()
     finally:
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.close()
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from conveyor_events import (
     FailJob,
     InvalidTransition,
     JobNotFound,
+    JobStarted,
     ReportProgress,
     RunJob,
     StartJob,
@@ -201,6 +202,9 @@ class Worker:
                 loaded = await self.store.load(cmd.job_id)
                 continue
             assert loaded.state is not None
+            if not isinstance(events[0], JobStarted):  # a stop won over the redelivery
+                await msg.ack()
+                return None
             state = evolve(loaded.state, events[0])
             job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
             self.running[job.job_id] = job

@@ -1,0 +1,91 @@
+// The REST API (/api/v1) on the page's own origin. Errors become ApiError carrying the
+// problem+json `detail`, which is what the views show to the user.
+
+export class ApiError extends Error {
+  constructor(status, title, detail, errors = null) {
+    super(detail || title || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.title = title;
+    this.detail = detail || title || `HTTP ${status}`;
+    this.errors = Array.isArray(errors) ? errors : null;
+  }
+}
+
+function problemDetail(body, response) {
+  if (body && typeof body === "object") {
+    if (typeof body.detail === "string" && body.detail) return body.detail;
+    if (Array.isArray(body.detail)) {
+      // A plain FastAPI validation error, should one slip through.
+      return body.detail.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ");
+    }
+    if (body.title) return body.title;
+  }
+  return `${response.status} ${response.statusText || "error"}`.trim();
+}
+
+export function createApi(base = "/api/v1") {
+  async function request(method, path, { body, query, signal } = {}) {
+    let url = base + path;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(query)) {
+        if (value !== null && value !== undefined && value !== "") params.set(key, value);
+      }
+      const qs = params.toString();
+      if (qs) url += `?${qs}`;
+    }
+    const init = { method, headers: { Accept: "application/json, application/problem+json" }, signal };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiError(0, "Network error", `Could not reach the API (${err.message}).`);
+    }
+    if (response.status === 204) return null;
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      const title = (data && data.title) || response.statusText;
+      throw new ApiError(response.status, title, problemDetail(data, response), data?.errors);
+    }
+    return data;
+  }
+
+  const job = (id) => `/jobs/${encodeURIComponent(id)}`;
+
+  return {
+    /** filter: {statuses: [], priority, type, q} */
+    listJobs(filter, { limit = 50, cursor = null, signal } = {}) {
+      return request("GET", "/jobs", {
+        signal,
+        query: {
+          status: (filter.statuses || []).join(","),
+          priority: filter.priority,
+          type: filter.type,
+          q: filter.q,
+          limit,
+          cursor,
+        },
+      });
+    },
+    getJob: (id, opts = {}) => request("GET", job(id), opts),
+    jobEvents: (id, opts = {}) => request("GET", `${job(id)}/events`, opts),
+    submitJob: (body) => request("POST", "/jobs", { body }),
+    stopJob: (id) => request("POST", `${job(id)}/stop`),
+    restartJob: (id) => request("POST", `${job(id)}/restart`),
+    deleteJob: (id) => request("DELETE", job(id)),
+    stats: () => request("GET", "/stats"),
+    workers: () => request("GET", "/workers"),
+  };
+}

@@ -1,0 +1,237 @@
+"""The life of a job through the real processes, seen over HTTP and on the websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+
+from support.system import System
+
+pytestmark = pytest.mark.e2e
+
+
+async def collect(url: str, until: str, job_id: str | None = None, since: int | None = None,
+                  timeout: float = 20) -> list[dict[str, Any]]:
+    """Frames from the feed until one of type ``until`` (for ``job_id``) arrives."""
+    query = "&".join(f"{k}={v}" for k, v in {"job_id": job_id, "since": since}.items()
+                     if v is not None)
+    frames: list[dict[str, Any]] = []
+    async with websockets.connect(f"{url}?{query}" if query else url) as ws:
+        async with asyncio.timeout(timeout):
+            async for raw in ws:
+                frame = json.loads(raw)
+                frames.append(frame)
+                if frame["type"] == until and (job_id is None or frame["job_id"] == job_id):
+                    return frames
+    raise AssertionError("feed closed")
+
+
+async def test_full_life_seen_in_get_and_on_the_websocket(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 0.6, "steps": 3})
+    assert job["status"] == "pending" and job["version"] == 1 and job["attempt"] == 0
+    frames = await collect(system.ws_url, "job.completed", job_id=job["id"], since=0)
+    types = [f["type"] for f in frames]
+    assert types[:2] == ["job.submitted", "job.started"]
+    assert types[-1] == "job.completed" and types.count("job.completed") == 1
+    progress = [f["data"]["progress"] for f in frames if f["type"] == "job.progressed"]
+    assert progress and progress[-1] == 100.0 and progress == sorted(progress)
+    seqs = [f["seq"] for f in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(f["job_id"] == job["id"] for f in frames)
+    assert frames[0]["actor"] == "user:anonymous"
+    assert frames[1]["actor"].startswith("worker:")
+
+    done = system.wait_for(job["id"], "completed")
+    assert done["progress"] == 100.0 and done["attempt"] == 1
+    assert done["result"] == {"slept": 0.6, "steps": 3}
+    assert done["started_at"] and done["finished_at"] and done["worker_id"]
+    history = system.events(job["id"])
+    assert [e["seq"] for e in history] == seqs
+    assert done["version"] == len(history)
+
+
+async def test_live_feed_without_since_gets_new_events(system: System) -> None:
+    listener = asyncio.create_task(collect(system.ws_url, "job.completed"))
+    await asyncio.sleep(0.3)
+    job = system.submit("noop")
+    frames = await listener
+    mine = [f["type"] for f in frames if f["job_id"] == job["id"]]
+    assert mine == ["job.submitted", "job.started", "job.completed"]
+
+
+async def test_since_resumes_without_gap_or_duplicate(system: System) -> None:
+    first = system.submit("noop")
+    system.wait_for(first["id"], "completed")
+    history = system.events(first["id"])
+    middle = history[1]["seq"]
+    second = system.submit("sleep", payload={"seconds": 0.3, "steps": 2})
+    frames = await collect(system.ws_url, "job.completed", job_id=None, since=middle)
+    seqs = [f["seq"] for f in frames]
+    assert seqs[0] > middle
+    assert seqs == sorted(set(seqs))
+    got_first = [f["seq"] for f in frames if f["job_id"] == first["id"]]
+    assert got_first == [e["seq"] for e in history if e["seq"] > middle]
+    # everything after `middle` up to the last frame, with nothing missing in between
+    frames = await collect(system.ws_url, "job.completed", job_id=second["id"], since=0)
+    assert [f["seq"] for f in frames] == [e["seq"] for e in system.events(second["id"])]
+
+
+def test_stop_a_pending_job(system: System) -> None:
+    job = system.submit("noop", run_at="2999-01-01T00:00:00Z")
+    response = system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+    assert response.status_code == 202
+    assert response.json()["status"] == "stopped"
+    system.wait_for(job["id"], "stopped")
+    assert [e["type"] for e in system.events(job["id"])] == ["job.submitted", "job.stopped"]
+
+
+def test_stop_a_running_job_cancels_it_within_two_seconds(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 30, "steps": 30})
+    system.wait_for(job["id"], "running")
+    response = system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+    assert response.status_code == 202
+    assert response.json()["stop_requested"] is True
+    stopped = system.wait_for(job["id"], "stopped", timeout=5)
+    history = system.events(job["id"])
+    types = [e["type"] for e in history]
+    assert types[-2:] == ["job.stop_requested", "job.stopped"]
+    assert "job.completed" not in types
+    from datetime import datetime
+
+    asked = datetime.fromisoformat(history[-2]["at"])
+    done = datetime.fromisoformat(history[-1]["at"])
+    assert (done - asked).total_seconds() < 2
+    assert stopped["stop_requested"] is False
+
+
+def test_restart_a_stopped_job_runs_it_again(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 30, "steps": 30})
+    system.wait_for(job["id"], "running")
+    system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+    system.wait_for(job["id"], "stopped")
+    response = system.http.post(f"/api/v1/jobs/{job['id']}/restart")
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    system.wait_for(job["id"], "running", attempt=2)
+    system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+    system.wait_for(job["id"], "stopped")
+
+
+def test_a_failed_job_is_retried_then_fails_and_can_be_restarted(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 0, "steps": 1, "fail": True},
+                        max_attempts=2)
+    failed = system.wait_for(job["id"], "failed")
+    assert failed["attempt"] == 2
+    assert failed["error"]["type"] == "JobFailed"
+    failures = [e for e in system.events(job["id"]) if e["type"] == "job.failed"]
+    assert [f["data"]["retry"] for f in failures] == [True, False]
+    assert failures[0]["data"]["retry_at"] is not None
+    assert system.http.post(f"/api/v1/jobs/{job['id']}/restart").status_code == 202
+    system.wait_for(job["id"], "failed", attempt=4)
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [("stop", "completed"), ("restart", "completed"), ("restart", "running"),
+     ("restart", "pending"), ("delete", "running"), ("delete", "pending")],
+)
+def test_forbidden_transitions_answer_409_and_write_nothing(system: System, action: str,
+                                                           status: str) -> None:
+    if status == "completed":
+        job = system.submit("noop")
+        system.wait_for(job["id"], "completed")
+    elif status == "running":
+        job = system.submit("sleep", payload={"seconds": 30, "steps": 30})
+        system.wait_for(job["id"], "running")
+    else:
+        job = system.submit("noop", run_at="2999-01-01T00:00:00Z")
+    before = system.events(job["id"])
+    method = "DELETE" if action == "delete" else "POST"
+    path = f"/api/v1/jobs/{job['id']}" + ("" if action == "delete" else f"/{action}")
+    response = system.http.request(method, path)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 409 and status in problem["detail"]
+    after = system.events(job["id"])
+    assert [e for e in after if e["type"] not in ("job.progressed",)][: len(before)] == [
+        e for e in before if e["type"] not in ("job.progressed",)]
+    assert not any(e["actor"] == "user:anonymous" for e in after[len(before):])
+    if status != "completed":
+        system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+
+
+def test_delete_rules(system: System) -> None:
+    job = system.submit("noop")
+    system.wait_for(job["id"], "completed")
+    assert system.http.delete(f"/api/v1/jobs/{job['id']}").status_code == 204
+    system.wait_gone(job["id"])
+    assert system.job(job["id"]).status_code == 404
+    history = system.events(job["id"])
+    assert history[-1]["type"] == "job.deleted"
+    again = system.http.delete(f"/api/v1/jobs/{job['id']}")
+    assert again.status_code == 404
+    assert system.http.post(f"/api/v1/jobs/{job['id']}/restart").status_code == 404
+    listed = system.http.get("/api/v1/jobs", params={"limit": 500}).json()["items"]
+    assert job["id"] not in {j["id"] for j in listed}
+
+
+def test_high_overtakes_queued_regular_jobs(system: System) -> None:
+    blockers = [system.submit("sleep", payload={"seconds": 1.5, "steps": 1})
+                for _ in range(8)]  # 2 workers x 4 slots: all busy
+    for b in blockers:
+        system.wait_for(b["id"], "running")
+    regular = [system.submit("noop") for _ in range(10)]
+    high = system.submit("noop", priority="high")
+    done = system.wait_for(high["id"], "completed")
+    started = {j["id"]: system.wait_for(j["id"], "completed")["started_at"] for j in regular}
+    assert all(done["started_at"] <= s for s in started.values())
+
+
+def test_idempotency_key_returns_the_first_job(system: System) -> None:
+    headers = {"Idempotency-Key": "order-42-charge"}
+    first = system.http.post("/api/v1/jobs", json={"type": "noop"}, headers=headers)
+    second = system.http.post("/api/v1/jobs", json={"type": "noop"}, headers=headers)
+    assert first.status_code == 201 and second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    assert second.headers["location"] == f"/api/v1/jobs/{first.json()['id']}"
+
+
+def test_batch_submit_and_list_filters(system: System) -> None:
+    response = system.http.post("/api/v1/jobs/batch", json={"jobs": [
+        {"type": "noop", "payload": {}},
+        {"type": "sleep", "priority": "high", "payload": {"seconds": 0.1, "steps": 1}},
+    ]})
+    assert response.status_code == 201
+    items = response.json()["items"]
+    assert [j["type"] for j in items] == ["noop", "sleep"]
+    for j in items:
+        system.wait_for(j["id"], "completed")
+    high = system.http.get("/api/v1/jobs", params={"priority": "high", "type": "sleep"}).json()
+    assert items[1]["id"] in [j["id"] for j in high["items"]]
+    assert all(j["priority"] == "high" and j["type"] == "sleep" for j in high["items"])
+    by_prefix = system.http.get("/api/v1/jobs", params={"q": items[0]["id"][:20]}).json()
+    assert [j["id"] for j in by_prefix["items"]] == [items[0]["id"]]
+    page1 = system.http.get("/api/v1/jobs", params={"limit": 1}).json()
+    page2 = system.http.get("/api/v1/jobs", params={"limit": 1,
+                                                    "cursor": page1["next_cursor"]}).json()
+    assert page1["items"][0]["id"] > page2["items"][0]["id"]
+
+
+def test_workers_stats_health_metrics(system: System) -> None:
+    workers = system.http.get("/api/v1/workers").json()["items"]
+    assert {w["id"] for w in workers} >= {"worker-1", "worker-2"}
+    assert all(w["concurrency"] == 4 and w["heartbeat_age_s"] < 15 for w in workers)
+    stats = system.http.get("/api/v1/stats").json()
+    assert set(stats["by_status"]) == {"pending", "running", "completed", "failed", "stopped"}
+    assert set(stats["queue_depth"]) == {"high", "regular"}
+    assert system.http.get("/healthz").status_code == 200
+    assert system.http.get("/readyz").json()["checks"] == {"nats": "ok", "postgres": "ok"}
+    metrics = system.http.get("/metrics").text
+    assert "conveyor_jobs_submitted_total" in metrics
+    assert system.http.get("/docs").status_code == 200
+    assert system.http.get("/openapi.json").json()["paths"]["/api/v1/jobs"]

@@ -1,0 +1,166 @@
+"""The real services as child processes, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from conveyor_cli.embedded import free_port
+
+ACK_WAIT_S = 3.0
+
+
+class System:
+    def __init__(self, nats_url: str, database_url: str, log_dir: Path, *, workers: int = 2,
+                 env: dict[str, str] | None = None) -> None:
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.log_dir = log_dir
+        self.api_port = free_port()
+        self.notifier_port = free_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {
+            **os.environ,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "CONVEYOR_ACK_WAIT_S": str(ACK_WAIT_S),
+            "CONVEYOR_LOG_LEVEL": "info",
+            "CONVEYOR_RETRY_BASE_S": "0.2",
+            "CONVEYOR_RETRY_CAP_S": "1",
+            **(env or {}),
+        }
+        self.n_workers = workers
+        self.http = httpx.Client(base_url=self.api_url, timeout=15)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.notifier_port}/ws"
+
+    # -- processes -----------------------------------------------------------------------
+
+    def start(self, name: str, command: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor_cli.main", command],
+            env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(name, "worker", CONVEYOR_WORKER_ID=name, **env)
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
+
+    def stop(self, name: str, timeout: float = 30) -> int:
+        proc = self.procs.pop(name)
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+    def __enter__(self) -> System:
+        self.start("api", "api", CONVEYOR_PORT=str(self.api_port))
+        self.start("notifier", "notifier", CONVEYOR_PORT=str(self.notifier_port))
+        self.start("projector", "projector")
+        for n in range(1, self.n_workers + 1):
+            self.start_worker(f"worker-{n}")
+        self.wait_ready()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.http.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+            try:
+                api = httpx.get(f"{self.api_url}/readyz", timeout=1)
+                notifier = httpx.get(f"http://127.0.0.1:{self.notifier_port}/healthz", timeout=1)
+                workers = httpx.get(f"{self.api_url}/api/v1/workers", timeout=1)
+                if (api.status_code == 200 and notifier.status_code == 200
+                        and len(workers.json()["items"]) >= self.n_workers):
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the system did not become ready:\n" + "\n".join(
+            f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs))
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- API helpers ---------------------------------------------------------------------
+
+    def submit(self, type_: str = "noop", **body: Any) -> dict[str, Any]:
+        response = self.http.post("/api/v1/jobs", json={"type": type_, **body})
+        assert response.status_code == 201, response.text
+        job: dict[str, Any] = response.json()
+        return job
+
+    def job(self, job_id: str) -> httpx.Response:
+        return self.http.get(f"/api/v1/jobs/{job_id}")
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/api/v1/jobs/{job_id}/events")
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def wait_for(self, job_id: str, *statuses: str, timeout: float = 20,
+                 **fields: Any) -> dict[str, Any]:
+        """Poll the read model until the job has one of ``statuses`` (and ``fields``)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            response = self.job(job_id)
+            if response.status_code == 200:
+                last = response.json()
+                if last["status"] in statuses and all(last[k] == v for k, v in fields.items()):
+                    return dict(last)
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached {statuses} {fields}; last: "
+                             f"{json.dumps(last)}")
+
+    def wait_gone(self, job_id: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.job(job_id).status_code == 404:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} still in the read model")
