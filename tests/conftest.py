@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from nats.aio.client import Client
-
 from conveyor_bus import connect, ensure_topology
 from conveyor_cli.embedded import NatsServer, PostgresServer
 from conveyor_db import migrate
+from nats.aio.client import Client
 from support.system import System
 
 _db_numbers = itertools.count()
@@ -108,8 +107,9 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def system(nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[System]:
+def system(
+    nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
     """api, notifier, projector and two workers as real processes."""
     with System(nats_url, database_url, tmp_path_factory.mktemp("logs"), workers=2) as s:
         yield s

@@ -8,17 +8,18 @@ from typing import Any
 
 import pytest
 import websockets
-
 from support.system import System
 
 pytestmark = pytest.mark.e2e
 
 
-async def collect(url: str, until: str, job_id: str | None = None, since: int | None = None,
-                  timeout: float = 20) -> list[dict[str, Any]]:
+async def collect(
+    url: str, until: str, job_id: str | None = None, since: int | None = None, timeout: float = 20
+) -> list[dict[str, Any]]:
     """Frames from the feed until one of type ``until`` (for ``job_id``) arrives."""
-    query = "&".join(f"{k}={v}" for k, v in {"job_id": job_id, "since": since}.items()
-                     if v is not None)
+    query = "&".join(
+        f"{k}={v}" for k, v in {"job_id": job_id, "since": since}.items() if v is not None
+    )
     frames: list[dict[str, Any]] = []
     async with websockets.connect(f"{url}?{query}" if query else url) as ws:
         async with asyncio.timeout(timeout):
@@ -122,8 +123,7 @@ def test_restart_a_stopped_job_runs_it_again(system: System) -> None:
 
 
 def test_a_failed_job_is_retried_then_fails_and_can_be_restarted(system: System) -> None:
-    job = system.submit("sleep", payload={"seconds": 0, "steps": 1, "fail": True},
-                        max_attempts=2)
+    job = system.submit("sleep", payload={"seconds": 0, "steps": 1, "fail": True}, max_attempts=2)
     failed = system.wait_for(job["id"], "failed")
     assert failed["attempt"] == 2
     assert failed["error"]["type"] == "JobFailed"
@@ -136,11 +136,18 @@ def test_a_failed_job_is_retried_then_fails_and_can_be_restarted(system: System)
 
 @pytest.mark.parametrize(
     ("action", "status"),
-    [("stop", "completed"), ("restart", "completed"), ("restart", "running"),
-     ("restart", "pending"), ("delete", "running"), ("delete", "pending")],
+    [
+        ("stop", "completed"),
+        ("restart", "completed"),
+        ("restart", "running"),
+        ("restart", "pending"),
+        ("delete", "running"),
+        ("delete", "pending"),
+    ],
 )
-def test_forbidden_transitions_answer_409_and_write_nothing(system: System, action: str,
-                                                           status: str) -> None:
+def test_forbidden_transitions_answer_409_and_write_nothing(
+    system: System, action: str, status: str
+) -> None:
     if status == "completed":
         job = system.submit("noop")
         system.wait_for(job["id"], "completed")
@@ -159,8 +166,9 @@ def test_forbidden_transitions_answer_409_and_write_nothing(system: System, acti
     assert problem["status"] == 409 and status in problem["detail"]
     after = system.events(job["id"])
     assert [e for e in after if e["type"] not in ("job.progressed",)][: len(before)] == [
-        e for e in before if e["type"] not in ("job.progressed",)]
-    assert not any(e["actor"] == "user:anonymous" for e in after[len(before):])
+        e for e in before if e["type"] not in ("job.progressed",)
+    ]
+    assert not any(e["actor"] == "user:anonymous" for e in after[len(before) :])
     if status != "completed":
         system.http.post(f"/api/v1/jobs/{job['id']}/stop")
 
@@ -181,8 +189,9 @@ def test_delete_rules(system: System) -> None:
 
 
 def test_high_overtakes_queued_regular_jobs(system: System) -> None:
-    blockers = [system.submit("sleep", payload={"seconds": 1.5, "steps": 1})
-                for _ in range(8)]  # 2 workers x 4 slots: all busy
+    blockers = [
+        system.submit("sleep", payload={"seconds": 1.5, "steps": 1}) for _ in range(8)
+    ]  # 2 workers x 4 slots: all busy
     for b in blockers:
         system.wait_for(b["id"], "running")
     regular = [system.submit("noop") for _ in range(10)]
@@ -202,10 +211,15 @@ def test_idempotency_key_returns_the_first_job(system: System) -> None:
 
 
 def test_batch_submit_and_list_filters(system: System) -> None:
-    response = system.http.post("/api/v1/jobs/batch", json={"jobs": [
-        {"type": "noop", "payload": {}},
-        {"type": "sleep", "priority": "high", "payload": {"seconds": 0.1, "steps": 1}},
-    ]})
+    response = system.http.post(
+        "/api/v1/jobs/batch",
+        json={
+            "jobs": [
+                {"type": "noop", "payload": {}},
+                {"type": "sleep", "priority": "high", "payload": {"seconds": 0.1, "steps": 1}},
+            ]
+        },
+    )
     assert response.status_code == 201
     items = response.json()["items"]
     assert [j["type"] for j in items] == ["noop", "sleep"]
@@ -217,8 +231,9 @@ def test_batch_submit_and_list_filters(system: System) -> None:
     by_prefix = system.http.get("/api/v1/jobs", params={"q": items[0]["id"][:20]}).json()
     assert [j["id"] for j in by_prefix["items"]] == [items[0]["id"]]
     page1 = system.http.get("/api/v1/jobs", params={"limit": 1}).json()
-    page2 = system.http.get("/api/v1/jobs", params={"limit": 1,
-                                                    "cursor": page1["next_cursor"]}).json()
+    page2 = system.http.get(
+        "/api/v1/jobs", params={"limit": 1, "cursor": page1["next_cursor"]}
+    ).json()
     assert page1["items"][0]["id"] > page2["items"][0]["id"]
 
 

@@ -13,15 +13,21 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-
 from conveyor_cli.embedded import free_port
 
 ACK_WAIT_S = 3.0
 
 
 class System:
-    def __init__(self, nats_url: str, database_url: str, log_dir: Path, *, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        nats_url: str,
+        database_url: str,
+        log_dir: Path,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.nats_url = nats_url
         self.database_url = database_url
         self.log_dir = log_dir
@@ -55,7 +61,9 @@ class System:
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor_cli.main", command],
-            env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.procs[name] = proc
         return proc
@@ -89,8 +97,12 @@ class System:
         self.wait_ready()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.http.close()
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -112,14 +124,19 @@ class System:
                 api = httpx.get(f"{self.api_url}/readyz", timeout=1)
                 notifier = httpx.get(f"http://127.0.0.1:{self.notifier_port}/healthz", timeout=1)
                 workers = httpx.get(f"{self.api_url}/api/v1/workers", timeout=1)
-                if (api.status_code == 200 and notifier.status_code == 200
-                        and len(workers.json()["items"]) >= self.n_workers):
+                if (
+                    api.status_code == 200
+                    and notifier.status_code == 200
+                    and len(workers.json()["items"]) >= self.n_workers
+                ):
                     return
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
-        raise TimeoutError("the system did not become ready:\n" + "\n".join(
-            f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs))
+        raise TimeoutError(
+            "the system did not become ready:\n"
+            + "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs)
+        )
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
@@ -142,8 +159,9 @@ class System:
         items: list[dict[str, Any]] = response.json()["items"]
         return items
 
-    def wait_for(self, job_id: str, *statuses: str, timeout: float = 20,
-                 **fields: Any) -> dict[str, Any]:
+    def wait_for(
+        self, job_id: str, *statuses: str, timeout: float = 20, **fields: Any
+    ) -> dict[str, Any]:
         """Poll the read model until the job has one of ``statuses`` (and ``fields``)."""
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -154,8 +172,9 @@ class System:
                 if last["status"] in statuses and all(last[k] == v for k, v in fields.items()):
                     return dict(last)
             time.sleep(0.05)
-        raise AssertionError(f"job {job_id} never reached {statuses} {fields}; last: "
-                             f"{json.dumps(last)}")
+        raise AssertionError(
+            f"job {job_id} never reached {statuses} {fields}; last: {json.dumps(last)}"
+        )
 
     def wait_gone(self, job_id: str, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout

@@ -73,8 +73,9 @@ class DirectGetter:
         if pending.single:
             pending.done.set_result(None)
 
-    async def batch(self, stream: str, request: dict[str, Any], timeout: float = 5.0
-                    ) -> list[StoredMsg]:
+    async def batch(
+        self, stream: str, request: dict[str, Any], timeout: float = 5.0
+    ) -> list[StoredMsg]:
         """One batched direct get; the messages it returned, in stream order."""
         await self._start()
         token = str(next(self._ids))
@@ -97,8 +98,7 @@ class DirectGetter:
             del self._pending[token]
         return pending.msgs
 
-    async def all_by_subject(self, stream: str, subject: str, page: int = 1000
-                             ) -> list[StoredMsg]:
+    async def all_by_subject(self, stream: str, subject: str, page: int = 1000) -> list[StoredMsg]:
         """Every message stored on ``subject`` (which may be a wildcard), oldest first."""
         out: list[StoredMsg] = []
         start = 1

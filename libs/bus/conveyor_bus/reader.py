@@ -85,8 +85,12 @@ class LogReader:
             self._consumer_seq = md.sequence.consumer
             self.next_seq = md.sequence.stream + 1
             out.append(
-                StoredMsg(seq=md.sequence.stream, subject=m.subject, data=m.data,
-                          time=md.timestamp.isoformat() if md.timestamp else "")
+                StoredMsg(
+                    seq=md.sequence.stream,
+                    subject=m.subject,
+                    data=m.data,
+                    time=md.timestamp.isoformat() if md.timestamp else "",
+                )
             )
         return out
 

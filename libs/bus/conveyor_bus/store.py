@@ -152,9 +152,9 @@ class EventStore:
             raise ValueError(f"{len(messages)} messages exceed one atomic batch")
         last_seq = await self._publish_batch([(s, d, h) for s, d, h, _ in messages])
         first_seq = last_seq - len(messages) + 1
-        for offset, (_, _, _, w) in enumerate(messages):
-            if w is not None:
-                w.seqs.append(first_seq + offset)
+        for offset, (_, _, _, owner) in enumerate(messages):
+            if owner is not None:
+                owner.seqs.append(first_seq + offset)
 
     async def _publish_batch(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> int:
         try:
@@ -166,13 +166,15 @@ class EventStore:
             else:
                 batch_id = f"{self._batch_prefix}-{next(self._batch_ids)}"
                 for n, (subject, data, headers) in enumerate(messages[:-1], 1):
-                    h = {**headers, names.HEADER_BATCH_ID: batch_id,
-                         names.HEADER_BATCH_SEQ: str(n)}
+                    h = {**headers, names.HEADER_BATCH_ID: batch_id, names.HEADER_BATCH_SEQ: str(n)}
                     await self._nc.publish(subject, data, headers=h)
                 subject, data, headers = messages[-1]
-                h = {**headers, names.HEADER_BATCH_ID: batch_id,
-                     names.HEADER_BATCH_SEQ: str(len(messages)),
-                     names.HEADER_BATCH_COMMIT: "1"}
+                h = {
+                    **headers,
+                    names.HEADER_BATCH_ID: batch_id,
+                    names.HEADER_BATCH_SEQ: str(len(messages)),
+                    names.HEADER_BATCH_COMMIT: "1",
+                }
                 reply = await self._nc.request(subject, data, headers=h, timeout=self._timeout)
         except NatsTimeout as e:
             raise BusUnavailable("NATS did not acknowledge the write in time") from e
@@ -191,8 +193,9 @@ class EventStore:
 
     # -- deciding ------------------------------------------------------------------------
 
-    async def execute(self, command: AnyCommand, *, priority_hint: names.Priority | None = None
-                      ) -> Outcome:
+    async def execute(
+        self, command: AnyCommand, *, priority_hint: names.Priority | None = None
+    ) -> Outcome:
         """Load the job, decide, append with the expected sequence; on a conflict reload
         and decide again. Domain errors propagate unchanged (nothing is written)."""
         for _ in range(CONFLICT_RETRIES):
@@ -203,8 +206,12 @@ class EventStore:
                 await asyncio.sleep(0.005)
         raise BusError(f"job {command.job_id}: too many concurrent writers, try again")
 
-    async def apply(self, command: AnyCommand, loaded: Loaded,
-                    append: Callable[[Write], Awaitable[None]] | None = None) -> Outcome:
+    async def apply(
+        self,
+        command: AnyCommand,
+        loaded: Loaded,
+        append: Callable[[Write], Awaitable[None]] | None = None,
+    ) -> Outcome:
         """Decide ``command`` on an already loaded job and append the result once
         (through ``append``, e.g. a :class:`BatchAppender`, when given)."""
         before = loaded.state
@@ -230,8 +237,9 @@ class EventStore:
         stored = [StoredEvent(s, e) for s, e in zip(write.seqs, events, strict=True)]
         return Outcome(after, write.seqs[-1], stored)
 
-    async def submit(self, commands: Sequence[SubmitJob],
-                     idempotency_key: str | None = None) -> list[Outcome]:
+    async def submit(
+        self, commands: Sequence[SubmitJob], idempotency_key: str | None = None
+    ) -> list[Outcome]:
         """Submit new jobs: each job's ``job.submitted`` and its run command in one atomic
         batch (chunked for large batches). See docs/explanation/submit-path.md."""
         writes: list[tuple[Write, JobState]] = []
@@ -256,8 +264,7 @@ class EventStore:
         chunks = [writes[i : i + per_chunk] for i in range(0, len(writes), per_chunk)]
         await asyncio.gather(*(self.append([w for w, _ in chunk]) for chunk in chunks))
         return [
-            Outcome(state, w.seqs[-1], [StoredEvent(w.seqs[0], w.events[0])])
-            for w, state in writes
+            Outcome(state, w.seqs[-1], [StoredEvent(w.seqs[0], w.events[0])]) for w, state in writes
         ]
 
     async def idempotent_job(self, key: str) -> str | None:

@@ -65,8 +65,9 @@ def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str
     }
 
 
-async def api_request(nc: Client, subject: str, body: dict[str, Any] | None = None,
-                      timeout: float = 5.0) -> dict[str, Any]:
+async def api_request(
+    nc: Client, subject: str, body: dict[str, Any] | None = None, timeout: float = 5.0
+) -> dict[str, Any]:
     """A JetStream API call; raises BusError with the server's description on error."""
     payload = json.dumps(body).encode() if body is not None else b""
     try:

@@ -11,16 +11,15 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from nats.aio.client import Client
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from conveyor_bus import DirectGetter, connect, ensure_topology
 from conveyor_bus.reader import LogReader, last_event_sequence
 from conveyor_db import ReadModel, create_pool, migrate, reset
 from conveyor_events import AnyEvent, JobState, decode_event, fold, names
 from conveyor_events.invariants import history_problems
 from conveyor_projector.projector import Projector
+from nats.aio.client import Client
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54320/conveyor"
@@ -44,8 +43,12 @@ def run(command: str) -> int:
 async def _main(command: str, settings: Settings) -> int:
     nc = await connect(settings.nats_url, f"conveyor-{command}")
     try:
-        await ensure_topology(nc, ack_wait_s=settings.ack_wait_s,
-                              worker_ttl_s=settings.worker_ttl_s, replicas=settings.replicas)
+        await ensure_topology(
+            nc,
+            ack_wait_s=settings.ack_wait_s,
+            worker_ttl_s=settings.worker_ttl_s,
+            replicas=settings.replicas,
+        )
         conn = await asyncpg.connect(settings.database_url)
         try:
             applied = await migrate(conn)
@@ -79,8 +82,12 @@ async def replay(nc: Client, pool: asyncpg.Pool, *, quiet: bool = False) -> int:
         if not quiet:
             done = projector.position / until if until else 1.0
             bar = "#" * int(done * 30)
-            print(f"\rreplaying [{bar:<30}] {projector.position}/{until}", end="",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\rreplaying [{bar:<30}] {projector.position}/{until}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     await task
     if not quiet:
         print(f"\nread model rebuilt up to sequence {until}", file=sys.stderr)
@@ -116,19 +123,23 @@ class Report:
         return not (self.missing or self.extra or self.differing or self.invalid)
 
     def render(self) -> str:
-        lines = [f"{self.jobs} jobs in the log; checkpoint {self.checkpoint}, "
-                 f"last event {self.last_event}"]
+        lines = [
+            f"{self.jobs} jobs in the log; checkpoint {self.checkpoint}, "
+            f"last event {self.last_event}"
+        ]
         lines += [f"missing from the read model: {job}" for job in self.missing]
-        lines += [f"in the read model but not in the log (or deleted): {job}"
-                  for job in self.extra]
+        lines += [f"in the read model but not in the log (or deleted): {job}" for job in self.extra]
         for job, fields in self.differing.items():
             for name, (want, got) in fields.items():
                 lines.append(f"differs: {job}.{name}: log {want!r}, read model {got!r}")
         for job, problems in self.invalid.items():
             lines += [f"invalid history: {job}: {p}" for p in problems]
-        lines.append("OK: the read model equals the fold of the log" if self.ok else
-                     f"FAILED: {len(self.missing)} missing, {len(self.extra)} extra, "
-                     f"{len(self.differing)} differing, {len(self.invalid)} invalid histories")
+        lines.append(
+            "OK: the read model equals the fold of the log"
+            if self.ok
+            else f"FAILED: {len(self.missing)} missing, {len(self.extra)} extra, "
+            f"{len(self.differing)} differing, {len(self.invalid)} invalid histories"
+        )
         return "\n".join(lines)
 
 
@@ -141,8 +152,10 @@ def compare(expected: dict[str, JobState], actual: dict[str, JobState], report: 
         diff = {
             name: (w, g)
             for name, w, g in zip(
-                want.__struct_fields__, msgspec.structs.astuple(want),
-                msgspec.structs.astuple(got), strict=True,
+                want.__struct_fields__,
+                msgspec.structs.astuple(want),
+                msgspec.structs.astuple(got),
+                strict=True,
             )
             if w != g
         }

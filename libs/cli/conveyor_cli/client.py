@@ -43,8 +43,10 @@ def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
 
 def _line(job: dict[str, Any]) -> str:
     progress = f"{job['progress']:5.1f}%"
-    return (f"{job['id']}  {job['status']:<9} {job['priority']:<7} {job['type']:<10} "
-            f"{progress}  attempt {job['attempt']}/{job['max_attempts']}  {job['created_at']}")
+    return (
+        f"{job['id']}  {job['status']:<9} {job['priority']:<7} {job['type']:<10} "
+        f"{progress}  attempt {job['attempt']}/{job['max_attempts']}  {job['created_at']}"
+    )
 
 
 def _bar(percent: float, message: str | None, status: str) -> str:
@@ -119,10 +121,17 @@ def _run(command: str, args: argparse.Namespace) -> int:
             return EXIT.get(status, 1)
         return 0
     if command == "list":
-        params = {k: v for k, v in {
-            "status": args.status, "priority": args.priority, "type": args.type,
-            "q": args.query, "limit": args.limit,
-        }.items() if v is not None}
+        params = {
+            k: v
+            for k, v in {
+                "status": args.status,
+                "priority": args.priority,
+                "type": args.type,
+                "q": args.query,
+                "limit": args.limit,
+            }.items()
+            if v is not None
+        }
         page = _request("GET", "/jobs", params=params).json()
         if args.json:
             print(json.dumps(page, indent=2))
@@ -132,9 +141,14 @@ def _run(command: str, args: argparse.Namespace) -> int:
         return 0
     if command == "show":
         job = _request("GET", f"/jobs/{args.id}").json()
-        print(json.dumps(job, indent=2) if args.json else "\n".join(
-            f"{k:>15}: {json.dumps(v) if isinstance(v, dict | list) else v}"
-            for k, v in job.items()))
+        print(
+            json.dumps(job, indent=2)
+            if args.json
+            else "\n".join(
+                f"{k:>15}: {json.dumps(v) if isinstance(v, dict | list) else v}"
+                for k, v in job.items()
+            )
+        )
         return 0
     if command in ("stop", "restart"):
         job = _request("POST", f"/jobs/{args.id}/{command}").json()
@@ -146,16 +160,20 @@ def _run(command: str, args: argparse.Namespace) -> int:
         return 0
     if command == "history":
         events = _request("GET", f"/jobs/{args.id}/events").json()["items"]
-        for e in events:
-            print(json.dumps(e) if args.json else
-                  f"{e['seq']:>8}  {e['at']}  {e['type']:<20} {e['actor']:<28} "
-                  f"{json.dumps(e['data'])}")
+        for ev in events:
+            print(
+                json.dumps(ev)
+                if args.json
+                else f"{ev['seq']:>8}  {ev['at']}  {ev['type']:<20} {ev['actor']:<28} "
+                f"{json.dumps(ev['data'])}"
+            )
         return 0
     if command == "watch":
         from websockets.sync.client import connect
 
-        query = {k: v for k, v in {"job_id": args.job_id, "since": args.since}.items()
-                 if v is not None}
+        query = {
+            k: v for k, v in {"job_id": args.job_id, "since": args.since}.items() if v is not None
+        }
         url = _notifier_url() + (f"?{urlencode(query)}" if query else "")
         with connect(url, open_timeout=10) as ws:
             for raw in ws:

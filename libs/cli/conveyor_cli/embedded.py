@@ -34,8 +34,9 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float,
-                   log: Path) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float, log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -157,8 +158,17 @@ class PostgresServer:
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (pgdata / "PG_VERSION").exists():
             init = subprocess.run(
-                [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
-                 "-E", "utf8", *([] if self.durable else ["--no-sync"])],
+                [
+                    str(_pg_bin() / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "utf8",
+                    *([] if self.durable else ["--no-sync"]),
+                ],
                 capture_output=True,
                 text=True,
                 cwd=self.data_dir,
@@ -169,29 +179,62 @@ class PostgresServer:
         log = self.data_dir / "postgres.log"
         if user is not None and not log.exists():
             log.touch()
-        args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-h", LOOPBACK,
-                "-p", str(self.port), "-k", str(self.data_dir),
-                "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
+        args = [
+            str(_pg_bin() / "postgres"),
+            "-D",
+            str(pgdata),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.data_dir),
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+        ]
         if not self.durable:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off",
-                     "-c", "full_page_writes=off"]
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=self.data_dir, **_as_user(user),
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.data_dir,
+                **_as_user(user),
             )
         _wait_for_port(self.port, self.proc, "postgres", timeout, log)
         self._ensure_database("conveyor", timeout)
         return self
 
     def _ensure_database(self, name: str, timeout: float) -> None:
-        psql = [str(_pg_bin() / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-tAc"]
+        psql = [
+            str(_pg_bin() / "psql"),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         deadline = time.monotonic() + timeout
         while True:
             probe = subprocess.run(
                 [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if probe.returncode == 0:
                 break

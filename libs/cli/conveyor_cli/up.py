@@ -71,14 +71,15 @@ def up(data_dir: Path, workers: int = 2) -> int:
             pg = PostgresServer(data_dir / "postgres", DEFAULT_PG_PORT).start()
             env["DATABASE_URL"] = pg.url()
             print(f"postgresql    {pg.url()} (data {pg.data_dir})", flush=True)
-        subprocess.run([sys.executable, "-m", "conveyor_cli.main", "migrate"], env=env,
-                       check=True)
+        subprocess.run([sys.executable, "-m", "conveyor_cli.main", "migrate"], env=env, check=True)
         running = services(workers)
         for svc in running:
             svc.start(env)
-        print("\nConveyor is up.  Dashboard: http://127.0.0.1:8000/"
-              "   API docs: http://127.0.0.1:8000/docs   Ctrl-C stops everything.\n",
-              flush=True)
+        print(
+            "\nConveyor is up.  Dashboard: http://127.0.0.1:8000/"
+            "   API docs: http://127.0.0.1:8000/docs   Ctrl-C stops everything.\n",
+            flush=True,
+        )
         while not stopping:
             time.sleep(0.5)
             for svc in running:
@@ -89,8 +90,7 @@ def up(data_dir: Path, workers: int = 2) -> int:
                     delay = min(10.0, 0.5 * 2 ** min(svc.restarts, 5))
                     if time.monotonic() - svc.started_at > 60:
                         svc.restarts, delay = 0, 0.5
-                    print(f"{svc.name} exited with {code}; restarting in {delay:.1f}s",
-                          flush=True)
+                    print(f"{svc.name} exited with {code}; restarting in {delay:.1f}s", flush=True)
                     time.sleep(delay)
                     svc.start(env)
         return 0

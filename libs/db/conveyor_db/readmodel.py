@@ -37,11 +37,16 @@ class Page:
     next_cursor: str | None
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
-                      timeout: float = 5.0) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=init_connection, timeout=timeout,
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            timeout=timeout,
             command_timeout=10,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
@@ -72,7 +77,7 @@ class ReadModel:
         rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = $1", job_id)
         return from_row(rows[0]) if rows else None
 
-    async def list(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
+    async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         where: list[str] = []
         args: list[object] = []
 
@@ -88,10 +93,7 @@ class ReadModel:
             where.append(f"type = {arg(flt.type)}")
         if flt.q:
             p = arg(flt.q)
-            where.append(
-                f"(starts_with(id, {p})"
-                f" OR payload::text ILIKE '%' || {p} || '%')"
-            )
+            where.append(f"(starts_with(id, {p}) OR payload::text ILIKE '%' || {p} || '%')")
         if cursor:
             where.append(f"id < {arg(cursor)}")
         sql = f"SELECT {SELECT_COLUMNS} FROM jobs"

@@ -75,7 +75,7 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
         ]
     if state is None or state.deleted:
         raise JobNotFound(f"job {command.job_id} not found")
-    common = {"job_id": command.job_id, "at": command.now, "actor": command.actor}
+    job_id, at, actor = command.job_id, command.now, command.actor
     match command:
         case StartJob():
             if command.run != state.run:
@@ -84,10 +84,14 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                 raise _forbidden("start", state)
             if state.stop_requested:
                 # The worker asked to stop died before confirming: the stop wins the redelivery.
-                return [JobStopped(**common, data=StoppedData(attempt=state.attempt))]
+                return [
+                    JobStopped(
+                        job_id=job_id, at=at, actor=actor, data=StoppedData(attempt=state.attempt)
+                    )
+                ]
             attempt = state.attempt + 1
             data = StartedData(attempt=attempt, worker_id=command.worker_id, run=command.run)
-            return [JobStarted(**common, data=data)]
+            return [JobStarted(job_id=job_id, at=at, actor=actor, data=data)]
         case ReportProgress():
             _require_current(state, command.attempt, "report progress for")
             data_p = ProgressedData(
@@ -95,11 +99,11 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                 progress=min(100.0, max(0.0, command.progress)),
                 message=command.message,
             )
-            return [JobProgressed(**common, data=data_p)]
+            return [JobProgressed(job_id=job_id, at=at, actor=actor, data=data_p)]
         case CompleteJob():
             _require_current(state, command.attempt, "complete")
             data_c = CompletedData(attempt=command.attempt, result=command.result)
-            return [JobCompleted(**common, data=data_c)]
+            return [JobCompleted(job_id=job_id, at=at, actor=actor, data=data_c)]
         case FailJob():
             _require_current(state, command.attempt, "fail")
             retry = not command.permanent and not state.stop_requested and state.attempts_left > 0
@@ -107,26 +111,36 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
             data_f = FailedData(
                 attempt=command.attempt, error=command.error, retry=retry, retry_at=retry_at
             )
-            return [JobFailed(**common, data=data_f)]
+            return [JobFailed(job_id=job_id, at=at, actor=actor, data=data_f)]
         case StopJob():
             if state.status == "pending":
-                return [JobStopped(**common, data=StoppedData(attempt=None))]
+                return [
+                    JobStopped(job_id=job_id, at=at, actor=actor, data=StoppedData(attempt=None))
+                ]
             if state.status == "running":
-                return [] if state.stop_requested else [JobStopRequested(**common)]
+                return (
+                    []
+                    if state.stop_requested
+                    else [JobStopRequested(job_id=job_id, at=at, actor=actor)]
+                )
             raise _forbidden("stop", state)
         case ConfirmStop():
             _require_current(state, command.attempt, "stop")
             if not state.stop_requested:
                 raise InvalidTransition(f"job {state.id} has no stop request to confirm")
-            return [JobStopped(**common, data=StoppedData(attempt=command.attempt))]
+            return [
+                JobStopped(
+                    job_id=job_id, at=at, actor=actor, data=StoppedData(attempt=command.attempt)
+                )
+            ]
         case RestartJob():
             if state.status not in ("failed", "stopped"):
                 raise _forbidden("restart", state)
-            return [JobRestarted(**common)]
+            return [JobRestarted(job_id=job_id, at=at, actor=actor)]
         case DeleteJob():
             if state.status not in ("completed", "failed", "stopped"):
                 raise _forbidden("delete", state)
-            return [JobDeleted(**common)]
+            return [JobDeleted(job_id=job_id, at=at, actor=actor)]
         case SubmitJob():
             raise AssertionError("handled above")
         case _:

@@ -148,7 +148,8 @@ def encode_event(event: AnyEvent) -> bytes:
 
 def decode_event(raw: bytes) -> AnyEvent:
     """Decode a stored event; raises ``msgspec.DecodeError`` / ``ValidationError`` on garbage."""
-    return _decoder.decode(raw)
+    event: AnyEvent = _decoder.decode(raw)
+    return event
 
 
 class RunJob(msgspec.Struct, frozen=True, kw_only=True):

@@ -58,8 +58,11 @@ def _illegal(state: JobState | None, event: AnyEvent) -> str | None:
                 return f"for attempt {d.attempt} while attempt {state.attempt} is current"
             return None
         case JobStopRequested():
-            return None if status == "running" and not state.stop_requested else \
-                f"stop requested while {status}"
+            return (
+                None
+                if status == "running" and not state.stop_requested
+                else f"stop requested while {status}"
+            )
         case JobStopped(data=d):
             if status == "pending" and d.attempt is None:
                 return None
@@ -69,6 +72,7 @@ def _illegal(state: JobState | None, event: AnyEvent) -> str | None:
         case JobRestarted():
             return None if status in ("failed", "stopped") else f"restarted while {status}"
         case JobDeleted():
-            return None if status in ("completed", "failed", "stopped") else \
-                f"deleted while {status}"
+            return (
+                None if status in ("completed", "failed", "stopped") else f"deleted while {status}"
+            )
     return None

@@ -67,16 +67,16 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
     if isinstance(event, JobSubmitted):
         if state is not None:
             raise ValueError(f"job.submitted twice for job {event.job_id}")
-        d = event.data
+        sub = event.data
         return JobState(
             id=event.job_id,
-            type=d.type,
-            priority=d.priority,
-            payload=d.payload,
+            type=sub.type,
+            priority=sub.priority,
+            payload=sub.payload,
             status="pending",
-            max_attempts=d.max_attempts,
-            timeout_s=d.timeout_s,
-            run_at=d.run_at,
+            max_attempts=sub.max_attempts,
+            timeout_s=sub.timeout_s,
+            run_at=sub.run_at,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -84,36 +84,38 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         raise ValueError(f"{event.name} before job.submitted for job {event.job_id}")
     s = msgspec.structs.replace(state, updated_at=event.at, version=state.version + 1)
     match event:
-        case JobStarted(data=d):
+        case JobStarted(data=started):
             return msgspec.structs.replace(
                 s,
                 status="running",
-                attempt=d.attempt,
-                worker_id=d.worker_id,
+                attempt=started.attempt,
+                worker_id=started.worker_id,
                 started_at=event.at,
                 finished_at=None,
                 progress=0.0,
                 message=None,
                 stop_requested=False,
             )
-        case JobProgressed(data=d):
-            return msgspec.structs.replace(s, progress=d.progress, message=d.message)
-        case JobCompleted(data=d):
+        case JobProgressed(data=progressed):
+            return msgspec.structs.replace(
+                s, progress=progressed.progress, message=progressed.message
+            )
+        case JobCompleted(data=completed):
             return msgspec.structs.replace(
                 s,
                 status="completed",
-                result=d.result,
+                result=completed.result,
                 progress=100.0,
                 finished_at=event.at,
                 stop_requested=False,
             )
-        case JobFailed(data=d):
-            if d.retry:
+        case JobFailed(data=failed):
+            if failed.retry:
                 return msgspec.structs.replace(
-                    s, status="pending", error=d.error, run=s.run + 1, run_at=d.retry_at
+                    s, status="pending", error=failed.error, run=s.run + 1, run_at=failed.retry_at
                 )
             return msgspec.structs.replace(
-                s, status="failed", error=d.error, finished_at=event.at, stop_requested=False
+                s, status="failed", error=failed.error, finished_at=event.at, stop_requested=False
             )
         case JobStopRequested():
             return msgspec.structs.replace(s, stop_requested=True)

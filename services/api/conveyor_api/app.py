@@ -33,7 +33,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await connect_when_ready(settings.nats_url, "conveyor-api")
         await ensure_topology(
-            nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
+            nc,
+            ack_wait_s=settings.ack_wait_s,
+            worker_ttl_s=settings.worker_ttl_s,
             replicas=settings.replicas,
         )
         pool = await create_pool(settings.database_url, min_size=0, max_size=10)
@@ -43,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
             await nc.publish(names.STOP_SIGNAL, job_id.encode())
 
         async def queue_depth() -> dict[str, tuple[int, int]]:
-            depth = {}
+            depth: dict[str, tuple[int, int]] = {}
             for priority in names.PRIORITIES:
                 info = await js.consumer_info(names.STREAM, names.run_consumer(priority))
                 depth[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
@@ -71,8 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
 
     @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                      ) -> Response:
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -29,8 +29,12 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
@@ -57,11 +61,16 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
         if err.get("type") == "literal_error" and "expected" in err.get("ctx", {}):
             message = f"must be one of {err['ctx']['expected']}"
         got = err.get("input")
-        errors.append({"field": field, "message": message,
-                       "value": got if isinstance(got, str | int | float | bool) else None})
+        errors.append(
+            {
+                "field": field,
+                "message": message,
+                "value": got if isinstance(got, str | int | float | bool) else None,
+            }
+        )
     detail = "; ".join(
-        f"{e['field']}: {e['message']}" + (f" (got {e['value']!r})" if e["value"] is not None
-                                            else "")
+        f"{e['field']}: {e['message']}"
+        + (f" (got {e['value']!r})" if e["value"] is not None else "")
         for e in errors
     )
     return problem(422, detail or "invalid request", errors)
@@ -74,7 +83,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -97,8 +106,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     async def _db(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
         log.warning("postgres: %s", exc)
-        return problem(503, "the read model (PostgreSQL) is unavailable; try again",
-                       headers={"Retry-After": "1"})
+        return problem(
+            503,
+            "the read model (PostgreSQL) is unavailable; try again",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -46,14 +46,15 @@ def _service(request: Request) -> JobService:
     return service
 
 
-def _json(model: JobOut | BatchOut, status: int, headers: dict[str, str] | None = None
-          ) -> Response:
-    return Response(model.model_dump_json(), status_code=status, headers=headers,
-                    media_type="application/json")
+def _json(model: JobOut | BatchOut, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut, responses=_ERRORS,
-             summary="Submit a job")
+@router.post(
+    "/jobs", status_code=201, response_model=JobOut, responses=_ERRORS, summary="Submit a job"
+)
 async def submit_job(
     body: JobIn,
     request: Request,
@@ -63,12 +64,16 @@ async def submit_job(
     job = JobOut.of(submitted.state)
     if submitted.created:
         request.app.state.metrics.submitted.labels(job.type, job.priority).inc()
-    return _json(job, 201 if submitted.created else 200,
-                 {"Location": f"/api/v1/jobs/{job.id}"})
+    return _json(job, 201 if submitted.created else 200, {"Location": f"/api/v1/jobs/{job.id}"})
 
 
-@router.post("/jobs/batch", status_code=201, response_model=BatchOut, responses=_ERRORS,
-             summary="Submit up to 1,000 jobs (all validated before any is written)")
+@router.post(
+    "/jobs/batch",
+    status_code=201,
+    response_model=BatchOut,
+    responses=_ERRORS,
+    summary="Submit up to 1,000 jobs (all validated before any is written)",
+)
 async def submit_batch(body: BatchIn, request: Request) -> Response:
     states = await _service(request).submit_batch(body.jobs, ANONYMOUS)
     counter = request.app.state.metrics.submitted
@@ -83,8 +88,7 @@ async def list_jobs(
     status: Annotated[str | None, Query(description="comma list of statuses")] = None,
     priority: Priority | None = None,
     type: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="id prefix or payload text")
-                 ] = None,
+    q: Annotated[str | None, Query(max_length=200, description="id prefix or payload text")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
@@ -92,13 +96,18 @@ async def list_jobs(
     unknown = [s for s in statuses if s not in STATUSES]
     if unknown:
         allowed = ", ".join(STATUSES)
-        return problem(422, f"status: unknown value(s) {', '.join(unknown)}; allowed: {allowed}",
-                       [{"field": "status", "message": f"allowed: {allowed}",
-                         "value": ",".join(unknown)}])
+        return problem(
+            422,
+            f"status: unknown value(s) {', '.join(unknown)}; allowed: {allowed}",
+            [{"field": "status", "message": f"allowed: {allowed}", "value": ",".join(unknown)}],
+        )
     if cursor is not None and not is_job_id(cursor):
-        return problem(422, f"cursor: {cursor!r} is not a cursor returned by this endpoint",
-                       [{"field": "cursor", "message": "invalid cursor", "value": cursor}])
-    page = await _service(request).list(JobFilter(statuses, priority, type, q), limit, cursor)
+        return problem(
+            422,
+            f"cursor: {cursor!r} is not a cursor returned by this endpoint",
+            [{"field": "cursor", "message": "invalid cursor", "value": cursor}],
+        )
+    page = await _service(request).list_jobs(JobFilter(statuses, priority, type, q), limit, cursor)
     out = JobList(items=[JobOut.of(s) for s in page.items], next_cursor=page.next_cursor)
     return Response(out.model_dump_json(), media_type="application/json")
 
@@ -108,15 +117,27 @@ async def get_job(job_id: str, request: Request) -> Response:
     return _json(JobOut.of(await _service(request).get(job_id)), 200)
 
 
-@router.get("/jobs/{job_id}/events", response_model=EventList, responses=_ERRORS,
-            summary="The job's full history from the log (also after delete)")
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=EventList,
+    responses=_ERRORS,
+    summary="The job's full history from the log (also after delete)",
+)
 async def job_events(job_id: str, request: Request) -> EventList:
     events = await _service(request).history(job_id)
-    return EventList(items=[
-        EventOut(seq=e.seq, job_id=e.event.job_id, type=e.event.name, at=e.event.at,
-                 actor=e.event.actor, data=_data(e.event))
-        for e in events
-    ])
+    return EventList(
+        items=[
+            EventOut(
+                seq=e.seq,
+                job_id=e.event.job_id,
+                type=e.event.name,
+                at=e.event.at,
+                actor=e.event.actor,
+                data=_data(e.event),
+            )
+            for e in events
+        ]
+    )
 
 
 def _data(event: object) -> dict[str, object]:
@@ -126,20 +147,34 @@ def _data(event: object) -> dict[str, object]:
     return data
 
 
-@router.post("/jobs/{job_id}/stop", status_code=202, response_model=JobOut, responses=_ERRORS,
-             summary="Stop a pending or running job")
+@router.post(
+    "/jobs/{job_id}/stop",
+    status_code=202,
+    response_model=JobOut,
+    responses=_ERRORS,
+    summary="Stop a pending or running job",
+)
 async def stop_job(job_id: str, request: Request) -> Response:
     return _json(JobOut.of(await _service(request).stop(job_id, ANONYMOUS)), 202)
 
 
-@router.post("/jobs/{job_id}/restart", status_code=202, response_model=JobOut,
-             responses=_ERRORS, summary="Restart a failed or stopped job")
+@router.post(
+    "/jobs/{job_id}/restart",
+    status_code=202,
+    response_model=JobOut,
+    responses=_ERRORS,
+    summary="Restart a failed or stopped job",
+)
 async def restart_job(job_id: str, request: Request) -> Response:
     return _json(JobOut.of(await _service(request).restart(job_id, ANONYMOUS)), 202)
 
 
-@router.delete("/jobs/{job_id}", status_code=204, responses=_ERRORS,
-               summary="Delete a finished job (its history stays in the log)")
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    responses=_ERRORS,
+    summary="Delete a finished job (its history stays in the log)",
+)
 async def delete_job(job_id: str, request: Request) -> Response:
     await _service(request).delete(job_id, ANONYMOUS)
     return Response(status_code=204)
@@ -149,7 +184,7 @@ async def delete_job(job_id: str, request: Request) -> Response:
 async def stats(request: Request) -> Stats:
     service = _service(request)
     counts = await service.reads.counts()
-    by_status = dict.fromkeys(STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(STATUSES, 0)
     by_priority = {"high": 0, "regular": 0}
     for status, priority, n in counts:
         by_status[status] = by_status.get(status, 0) + n
@@ -176,13 +211,22 @@ async def workers(request: Request) -> WorkerList:
     ttl = request.app.state.settings.worker_ttl_s
     now = datetime.now(UTC)
     found = await _service(request).workers(ttl)
-    return WorkerList(items=[
-        WorkerOut(id=w.id, host=w.host, pid=w.pid, started_at=w.started_at,
-                  last_heartbeat_at=w.last_heartbeat_at,
-                  heartbeat_age_s=round((now - w.last_heartbeat_at).total_seconds(), 3),
-                  concurrency=w.concurrency, running_job_ids=w.running, stopping=w.stopping)
-        for w in found
-    ])
+    return WorkerList(
+        items=[
+            WorkerOut(
+                id=w.id,
+                host=w.host,
+                pid=w.pid,
+                started_at=w.started_at,
+                last_heartbeat_at=w.last_heartbeat_at,
+                heartbeat_age_s=round((now - w.last_heartbeat_at).total_seconds(), 3),
+                concurrency=w.concurrency,
+                running_job_ids=w.running,
+                stopping=w.stopping,
+            )
+            for w in found
+        ]
+    )
 
 
 @system_router.get("/healthz", response_model=Health, summary="Liveness")
@@ -190,8 +234,12 @@ async def healthz() -> Health:
     return Health(status="ok", checks={})
 
 
-@system_router.get("/readyz", response_model=Health, responses={503: {"model": Health}},
-                   summary="Readiness: NATS and PostgreSQL reachable")
+@system_router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health}},
+    summary="Readiness: NATS and PostgreSQL reachable",
+)
 async def readyz(request: Request) -> JSONResponse:
     checks = {"nats": "ok", "postgres": "ok"}
     if not request.app.state.nc.is_connected:
@@ -207,5 +255,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 @system_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

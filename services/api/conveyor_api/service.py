@@ -43,8 +43,13 @@ def _now() -> datetime:
 
 
 class JobService:
-    def __init__(self, store: EventStore, reads: ReadModel, stop_signal: StopSignal,
-                 queue_depth: QueueDepthSource) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        reads: ReadModel,
+        stop_signal: StopSignal,
+        queue_depth: QueueDepthSource,
+    ) -> None:
         self.store = store
         self.reads = reads
         self._stop_signal = stop_signal
@@ -122,8 +127,8 @@ class JobService:
             raise JobNotFound(f"job {job_id} not found")
         return state
 
-    async def list(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
-        return await self.reads.list(flt, limit, cursor)
+    async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
+        return await self.reads.list_jobs(flt, limit, cursor)
 
     async def history(self, job_id: str) -> list[StoredEvent]:
         events = await self.store.history(job_id) if is_job_id(job_id) else []
@@ -150,4 +155,3 @@ class JobService:
 
 class QueueDepthSource(Protocol):
     async def __call__(self) -> dict[str, tuple[int, int]]: ...
-

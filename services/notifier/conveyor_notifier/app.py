@@ -26,14 +26,17 @@ POLICY_VIOLATION = 1008
 
 def create_app(settings: Settings) -> FastAPI:
     registry = CollectorRegistry()
-    connections = Gauge("conveyor_ws_connections", "Open websocket connections",
-                        registry=registry)
+    connections = Gauge("conveyor_ws_connections", "Open websocket connections", registry=registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await connect_when_ready(settings.nats_url, "conveyor-notifier")
-        await ensure_topology(nc, ack_wait_s=settings.ack_wait_s,
-                              worker_ttl_s=settings.worker_ttl_s, replicas=settings.replicas)
+        await ensure_topology(
+            nc,
+            ack_wait_s=settings.ack_wait_s,
+            worker_ttl_s=settings.worker_ttl_s,
+            replicas=settings.replicas,
+        )
         hub = Hub(nc, settings.client_buffer)
         await hub.start()
         app.state.hub = hub
@@ -61,7 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             client = await hub.connect(job_id, int(since) if since is not None else None)
         except Overflow:
-            await websocket.close(code=TRY_AGAIN_LATER, reason="replay too large; use a later since")
+            await websocket.close(
+                code=TRY_AGAIN_LATER, reason="replay too large; use a later since"
+            )
             return
         except BusError:
             await websocket.close(code=TRY_AGAIN_LATER, reason="event log unavailable")
@@ -71,8 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             while not receiver.done():
                 sender = asyncio.create_task(client.next_frames())
-                done, _ = await asyncio.wait({sender, receiver},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {sender, receiver}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if sender not in done:
                     sender.cancel()
                     break
@@ -81,8 +87,9 @@ def create_app(settings: Settings) -> FastAPI:
         except Overflow:
             log.info("disconnecting a slow client (buffer of %d frames full)", client.limit)
             with contextlib.suppress(Exception):
-                await websocket.close(code=TRY_AGAIN_LATER,
-                                      reason="too slow; reconnect with since=<last seq>")
+                await websocket.close(
+                    code=TRY_AGAIN_LATER, reason="too slow; reconnect with since=<last seq>"
+                )
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -37,17 +37,22 @@ async def migrate_when_ready(url: str, timeout_s: float = 60.0) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    nc = await connect_when_ready(settings.nats_url, "conveyor-projector")
-    await ensure_topology(nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
-                          replicas=settings.replicas)
-    await migrate_when_ready(settings.database_url)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    projector = Projector(nc, pool, batch_size=settings.batch_size,
-                          fetch_timeout_s=settings.fetch_timeout_s)
+    nc = await connect_when_ready(settings.nats_url, "conveyor-projector")
+    await ensure_topology(
+        nc,
+        ack_wait_s=settings.ack_wait_s,
+        worker_ttl_s=settings.worker_ttl_s,
+        replicas=settings.replicas,
+    )
+    await migrate_when_ready(settings.database_url)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    projector = Projector(
+        nc, pool, batch_size=settings.batch_size, fetch_timeout_s=settings.fetch_timeout_s
+    )
     try:
         await projector.run(stop)
     finally:
@@ -60,4 +65,3 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     run(serve(settings))
-

@@ -19,8 +19,9 @@ class Changes:
     """(seq, reason) of events that could not be applied."""
 
 
-def project(states: MutableMapping[str, JobState], events: Iterable[tuple[int, AnyEvent]]
-            ) -> Changes:
+def project(
+    states: MutableMapping[str, JobState], events: Iterable[tuple[int, AnyEvent]]
+) -> Changes:
     """Apply events in order to ``states`` (the rows they touch, updated in place)."""
     changes = Changes()
     for seq, event in events:

@@ -35,8 +35,14 @@ class Rewound(Exception):
 
 
 class Projector:
-    def __init__(self, nc: Client, pool: asyncpg.Pool, *, batch_size: int = 1000,
-                 fetch_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        pool: asyncpg.Pool,
+        *,
+        batch_size: int = 1000,
+        fetch_timeout_s: float = 1.0,
+    ) -> None:
         self.nc = nc
         self.pool = pool
         self.batch_size = batch_size
@@ -108,8 +114,7 @@ class Projector:
             changes = project(states, events)
             for seq, reason in changes.skipped:
                 log.error("skipping event at seq %d: %s", seq, reason)
-            await save_projection(conn, list(changes.upserts.values()), list(changes.deletes),
-                                  last)
+            await save_projection(conn, list(changes.upserts.values()), list(changes.deletes), last)
         self.position = last
 
 

@@ -18,13 +18,22 @@ log = logging.getLogger("conveyor.worker")
 
 
 async def serve(settings: Settings) -> None:
-    nc = await connect_when_ready(settings.nats_url, f"conveyor-worker-{settings.worker_id}")
-    await ensure_topology(nc, ack_wait_s=settings.ack_wait_s, worker_ttl_s=settings.worker_ttl_s,
-                          replicas=settings.replicas)
-    worker = Worker(settings, nc, dict(BUILTIN))
+    stop_early = asyncio.Event()  # a SIGTERM before the worker exists
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_early.set)
+    nc = await connect_when_ready(settings.nats_url, f"conveyor-worker-{settings.worker_id}")
+    await ensure_topology(
+        nc,
+        ack_wait_s=settings.ack_wait_s,
+        worker_ttl_s=settings.worker_ttl_s,
+        replicas=settings.replicas,
+    )
+    worker = Worker(settings, nc, dict(BUILTIN))
+    for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.shutdown)
+    if stop_early.is_set():
+        worker.shutdown()
     try:
         await worker.run()
     finally:

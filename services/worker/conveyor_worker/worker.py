@@ -104,7 +104,7 @@ class Worker:
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.settings.shutdown_grace_s
-        while self.running and time.monotonic() < deadline:
+        while self.running and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         for job in list(self.running.values()):
             job.cancel("shutdown")
@@ -142,9 +142,13 @@ class Worker:
                 for msg in msgs:
                     await msg.nak()
 
-    async def _fetch(self, subs: dict[str, Any], n: int) -> list[Msg]:
+    async def _fetch(self, subs: dict[names.Priority, Any], n: int) -> list[Msg]:
         """High first; only when no high command waits, regular (long-polled briefly)."""
-        for priority, timeout in (("high", 0.005), ("regular", self.settings.idle_poll_s)):
+        polls: tuple[tuple[names.Priority, float], ...] = (
+            ("high", 0.005),
+            ("regular", self.settings.idle_poll_s),
+        )
+        for priority, timeout in polls:
             try:
                 msgs: list[Msg] = await subs[priority].fetch(n, timeout=timeout)
             except (nats.errors.TimeoutError, TimeoutError):
@@ -211,65 +215,79 @@ class Worker:
             return job
 
     def _start_command(self, cmd: RunJob) -> StartJob:
-        return StartJob(job_id=cmd.job_id, now=_now(), actor=self.actor, worker_id=self.id,
-                        run=cmd.run)
+        return StartJob(
+            job_id=cmd.job_id, now=_now(), actor=self.actor, worker_id=self.id, run=cmd.run
+        )
 
     async def _execute(self, job: RunningJob) -> None:
         try:
             command = await self._run_handler(job)
             if job.progress_task is not None:
                 await job.progress_task
-            if command is None or job.cancel_reason == "fenced":
-                return
             if job.cancel_reason == "shutdown":
-                await job.msg.nak()
+                await job.msg.nak()  # hand it back for immediate redelivery
+                return
+            if command is None or job.cancel_reason == "fenced":
                 return
             await self._settle(job, command)
         finally:
             self.running.pop(job.job_id, None)
 
     async def _run_handler(self, job: RunningJob) -> AnyCommand | None:
+        """Run the handler; the command that settles the attempt (None: hand it back)."""
         handler = self.handlers.get(job.state.type)
-        base = {"job_id": job.job_id, "actor": self.actor, "attempt": job.attempt}
         if handler is None:
-            error = ErrorInfo(type="UnknownJobType",
-                              message=f"worker {self.id} has no handler for {job.state.type!r}")
-            return FailJob(now=_now(), error=error, permanent=True, **base)
+            message = f"worker {self.id} has no handler for {job.state.type!r}"
+            return self._fail(job, ErrorInfo(type="UnknownJobType", message=message), True)
         ctx = Context(job, self._on_progress)
-        job.handler_task = asyncio.create_task(handler(ctx, job.state.payload))
+        job.handler_task = asyncio.ensure_future(handler(ctx, job.state.payload))
         timeout = job.state.timeout_s
         try:
             async with asyncio.timeout(timeout) as scope:
                 result = await job.handler_task
-            return CompleteJob(now=_now(), result=_jsonable(result), **base)
+            return CompleteJob(
+                job_id=job.job_id,
+                now=_now(),
+                actor=self.actor,
+                attempt=job.attempt,
+                result=_jsonable(result),
+            )
         except asyncio.CancelledError:
             if job.cancel_reason == "stop":
-                return ConfirmStop(now=_now(), **base)
+                return ConfirmStop(
+                    job_id=job.job_id, now=_now(), actor=self.actor, attempt=job.attempt
+                )
             if job.cancel_reason is not None:
                 return None
             raise
         except TimeoutError as e:
-            if not scope.expired():
-                return self._failure(job, e)
-            error = ErrorInfo(type="Timeout",
-                              message=f"attempt {job.attempt} exceeded timeout_s={timeout}")
-            return FailJob(now=_now(), error=error, retry_delay_s=self._backoff(job.attempt),
-                           **base)
+            if scope.expired():
+                message = f"attempt {job.attempt} exceeded timeout_s={timeout}"
+                return self._fail(job, ErrorInfo(type="Timeout", message=message))
+            return self._failure(job, e)
         except Exception as e:
             return self._failure(job, e)
 
     def _failure(self, job: RunningJob, e: Exception) -> FailJob:
         tb = "".join(traceback.format_exception(e))[-_TRACEBACK_LIMIT:]
-        error = ErrorInfo(type=type(e).__name__, message=str(e) or type(e).__name__,
-                          traceback=tb)
-        return FailJob(job_id=job.job_id, now=_now(), actor=self.actor, attempt=job.attempt,
-                       error=error, retry_delay_s=self._backoff(job.attempt),
-                       permanent=isinstance(e, PermanentFailure))
+        error = ErrorInfo(type=type(e).__name__, message=str(e) or type(e).__name__, traceback=tb)
+        return self._fail(job, error, isinstance(e, PermanentFailure))
+
+    def _fail(self, job: RunningJob, error: ErrorInfo, permanent: bool = False) -> FailJob:
+        return FailJob(
+            job_id=job.job_id,
+            now=_now(),
+            actor=self.actor,
+            attempt=job.attempt,
+            error=error,
+            retry_delay_s=self._backoff(job.attempt),
+            permanent=permanent,
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
         ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
     async def _settle(self, job: RunningJob, command: AnyCommand) -> None:
         """Append the attempt's outcome (fenced by the expected sequence), then ack."""
@@ -303,8 +321,14 @@ class Worker:
                 await asyncio.sleep(wait)
             percent, message = job.pending_progress
             job.pending_progress = None
-            command = ReportProgress(job_id=job.job_id, now=_now(), actor=self.actor,
-                                     attempt=job.attempt, progress=percent, message=message)
+            command = ReportProgress(
+                job_id=job.job_id,
+                now=_now(),
+                actor=self.actor,
+                attempt=job.attempt,
+                progress=percent,
+                message=message,
+            )
             try:
                 outcome = await self.store.apply(
                     command, Loaded(job.state, job.last_seq), self.appender.append
@@ -334,8 +358,12 @@ class Worker:
         """Re-read the job; cancel the handler on a stop request or when fenced off."""
         loaded = await self.store.load(job.job_id)
         state = loaded.state
-        if state is None or state.deleted or state.attempt != job.attempt or \
-                state.status != "running":
+        if (
+            state is None
+            or state.deleted
+            or state.attempt != job.attempt
+            or state.status != "running"
+        ):
             job.cancel("fenced")
             return
         job.state, job.last_seq = state, loaded.last_seq
@@ -348,11 +376,16 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            due = [j for j in self.running.values()
-                   if now - j.started >= interval and j.cancel_reason is None
-                   and (j.progress_task is None or j.progress_task.done())]
-            results = await asyncio.gather(*(self._check_stop(j) for j in due),
-                                           return_exceptions=True)
+            due = [
+                j
+                for j in self.running.values()
+                if now - j.started >= interval
+                and j.cancel_reason is None
+                and (j.progress_task is None or j.progress_task.done())
+            ]
+            results = await asyncio.gather(
+                *(self._check_stop(j) for j in due), return_exceptions=True
+            )
             for r in results:
                 if isinstance(r, Exception):
                     log.debug("stop check failed: %s", r)
@@ -369,9 +402,14 @@ class Worker:
         host = socket.gethostname()
         while True:
             info = WorkerInfo(
-                id=self.id, host=host, pid=os.getpid(), started_at=self._started_at,
-                last_heartbeat_at=_now(), concurrency=self.settings.concurrency,
-                running=sorted(self.running), stopping=self._stopping.is_set(),
+                id=self.id,
+                host=host,
+                pid=os.getpid(),
+                started_at=self._started_at,
+                last_heartbeat_at=_now(),
+                concurrency=self.settings.concurrency,
+                running=sorted(self.running),
+                stopping=self._stopping.is_set(),
             )
             try:
                 await publish_heartbeat(self.nc, info)

@@ -154,10 +154,8 @@ export class Store {
       L.nextCursor = page?.next_cursor ?? null;
       L.loaded = true;
       for (const item of page?.items ?? []) this.ingest(item);
-      if (cursor === null) {
-        // Jobs the feed brought since it opened that the page does not show yet.
-        for (const job of this.jobs.values()) this._place(job);
-      }
+      // Jobs the feed brought that the page does not show (yet): the read model lags a little.
+      for (const job of this.jobs.values()) this._place(job);
     } catch (err) {
       if (err.name === "AbortError") return;
       L.error = err.detail || err.message;

@@ -120,9 +120,10 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
     const note = job.stop_requested ? "stop requested" : (job.message || "");
     setText(r.note, note);
     setAttr(r.note, "title", note);
-    setText(r.attempt, `${job.attempt}/${job.max_attempts}`);
+    setText(r.attempt, job.attempt);
     setAttr(r.attempt, "data-attempt", job.attempt);
-    setAttr(r.attempt, "title", `attempt ${job.attempt} of ${job.max_attempts}`);
+    setAttr(r.attempt, "title",
+      `${job.attempt} attempt(s) started; up to ${job.max_attempts} per run (a restart gives a fresh budget)`);
     setAttr(r.created, "datetime", job.created_at);
     setAttr(r.created, "title", job.created_at);
     setText(r.created, fmtTime(job.created_at));

@@ -1,0 +1,46 @@
+# Conveyor: `make up` runs the whole system locally, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: up test check lint typecheck format venv clean unit integration e2e browser
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
+
+venv: $(UV)
+	@UV=$$(command -v uv || echo $(UV)); $$UV sync --frozen --quiet
+
+up: venv
+	$(BIN)/conveyor up
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+integration: venv
+	$(BIN)/python -m pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+browser: venv
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: venv
+	$(BIN)/mypy libs services tests
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+// Composition root: builds the API client, the store and the feed, mounts the views, routes
+// #/jobs/<id> to the detail view, and does the first load without a gap:
+// open the feed (events are kept as they come), read the list, apply the newer events, live.
+
+import { createActions, createNotifier } from "./actions.js";
+import { createApi } from "./api.js";
+import { Feed, notifierUrl } from "./feed.js";
+import { Store, filterFromSearch } from "./store.js";
+import { h } from "./util.js";
+import { mountCreate } from "./views/create.js";
+import { mountDetail } from "./views/detail.js";
+import { mountJobs } from "./views/jobs.js";
+import { mountStats } from "./views/stats.js";
+import { mountWorkers } from "./views/workers.js";
+
+const FEED_LABELS = { connecting: "connecting", live: "live", reconnecting: "reconnecting" };
+const $ = (selector) => document.querySelector(selector);
+
+const api = createApi("/api/v1");
+const store = new Store(api, filterFromSearch(location.search));
+const notify = createNotifier($("#notice"));
+const actions = createActions({ api, store, notify });
+
+// Job types offered by the type fields: the built-in ones plus every type seen in the list.
+const knownTypes = new Set([...$("#known-types").options].map((o) => o.value));
+const onTypeSeen = (type) => {
+  if (!type || knownTypes.has(type) || knownTypes.size > 200) return;
+  knownTypes.add(type);
+  $("#known-types").append(h("option", { value: type }));
+};
+
+const jobs = mountJobs($("#jobs-panel"), { store, actions, onTypeSeen });
+const detail = mountDetail($("#job-detail"), { api, store, actions });
+mountCreate($("#create-form"), { api, store });
+mountWorkers($("#workers"), { api });
+mountStats($("#stats"), { api, store });
+
+// ------------------------------------------------------------------------------ feed
+
+const feedStatus = $("#feed-status");
+let listRequested = false;
+const feed = new Feed({
+  url: notifierUrl(),
+  onEvent: (event) => store.applyEvent(event),
+  onStatus: (state) => {
+    feedStatus.dataset.state = state;
+    feedStatus.textContent = FEED_LABELS[state] ?? state;
+  },
+  // A fresh connection (not a resume with `since`) after the list was read may have missed
+  // events in between: read the list again.
+  onOpen: ({ resumed }) => {
+    if (!resumed && listRequested) store.reload();
+  },
+});
+feedStatus.title = `Event feed: ${feed.url}`;
+
+// ------------------------------------------------------------------------------ routes
+
+function route() {
+  const match = /^#\/jobs\/([^/?#]+)/.exec(location.hash);
+  const id = match ? decodeURIComponent(match[1]) : null;
+  if (id) detail.open(id);
+  else detail.close();
+  jobs.setSelected(id);
+}
+
+window.addEventListener("hashchange", route);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && detail.currentId && !e.target.closest("input, textarea, select")) {
+    location.hash = "#/";
+  }
+});
+
+// ------------------------------------------------------------------------------ start
+
+async function start() {
+  feed.start();
+  route();
+  // Wait (briefly) for the feed to open so that no event falls between the list and the feed.
+  await Promise.race([feed.opened, new Promise((resolve) => setTimeout(resolve, 1500))]);
+  listRequested = true;
+  await store.reload();
+}
+
+start();
+
+// For debugging from the console and for tests.
+window.conveyor = { api, store, feed, detail };
