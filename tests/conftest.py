@@ -9,9 +9,11 @@ module, or the server named by ``DATABASE_URL``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -22,6 +24,7 @@ from nats.aio.client import Client
 from support.system import System
 
 _db_numbers = itertools.count()
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +57,14 @@ def template_db(pg_admin_url: str) -> str:
             await tpl.close()
         return name
 
-    return asyncio.run(build())
+    return run_sync(build())
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from a sync fixture, even where a loop is running
+    (Playwright's sync API keeps one on the main thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _with_db(url: str, name: str) -> str:
@@ -74,7 +84,7 @@ def database_url(pg_admin_url: str, template_db: str) -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    run_sync(create())
     return _with_db(pg_admin_url, name)
 
 

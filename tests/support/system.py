@@ -89,7 +89,9 @@ class System:
             raise
 
     def __enter__(self) -> System:
-        self.start("api", "api", CONVEYOR_PORT=str(self.api_port))
+        self.start(
+            "api", "api", CONVEYOR_PORT=str(self.api_port), CONVEYOR_NOTIFIER_URL=self.ws_url
+        )
         self.start("notifier", "notifier", CONVEYOR_PORT=str(self.notifier_port))
         self.start("projector", "projector")
         for n in range(1, self.n_workers + 1):

@@ -37,7 +37,7 @@ function fieldValue(job, key) {
         h("span", { class: "pct", text: fmtPercent(pct) }));
     }
     case "attempt":
-      return `${value} (up to ${job.max_attempts} per run; a restart gives a fresh budget)`;
+      return `${value} (max ${job.max_attempts} per run)`;
     case "timeout_s":
       return value == null ? h("span", { class: "muted", text: "none" }) : fmtSeconds(value);
     case "stop_requested":
