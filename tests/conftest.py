@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from nats.aio.client import Client
+
 from conveyor_bus import connect, ensure_topology
 from conveyor_cli.embedded import NatsServer, PostgresServer
 from conveyor_db import migrate
-from nats.aio.client import Client
 from support.system import System
 
 _db_numbers = itertools.count()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import websockets
+
 from support.system import System
 
 pytestmark = pytest.mark.e2e

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from support.system import System
 
 pytestmark = pytest.mark.e2e

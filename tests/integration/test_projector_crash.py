@@ -14,12 +14,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from nats.aio.client import Client
+
 from conveyor_bus import EventStore, Loaded
 from conveyor_bus.reader import last_event_sequence
 from conveyor_cli.admin import Report, compare, replay, verify
 from conveyor_db import ReadModel, create_pool
 from conveyor_events import CompleteJob, DeleteJob, ReportProgress, StartJob, StopJob, SubmitJob
-from nats.aio.client import Client
 
 pytestmark = pytest.mark.integration
 

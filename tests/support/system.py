@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
 from conveyor_cli.embedded import free_port
 
 ACK_WAIT_S = 3.0

@@ -13,12 +13,12 @@ import logging
 from typing import Any
 
 import nats.errors
-from conveyor_events import names
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from conveyor_bus.directget import DirectGetter, StoredMsg
 from conveyor_bus.errors import BusUnavailable
+from conveyor_events import names
 
 log = logging.getLogger("conveyor.bus")
 

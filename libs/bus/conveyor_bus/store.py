@@ -11,6 +11,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from conveyor_bus.directget import DirectGetter, StoredMsg
+from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 from conveyor_events import (
     AnyCommand,
     AnyEvent,
@@ -26,11 +31,6 @@ from conveyor_events import (
     names,
     run_to_queue,
 )
-from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeout
-
-from conveyor_bus.directget import DirectGetter, StoredMsg
-from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 
 log = logging.getLogger("conveyor.bus")
 

@@ -6,11 +6,11 @@ import json
 import logging
 from typing import Any
 
-from conveyor_events import names
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
 from conveyor_bus.errors import BusError, BusUnavailable
+from conveyor_events import names
 
 log = logging.getLogger("conveyor.bus")
 

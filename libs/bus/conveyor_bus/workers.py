@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from conveyor_events import names
 from nats.aio.client import Client
 
 from conveyor_bus.directget import DirectGetter
 from conveyor_bus.topology import api_request
+from conveyor_events import names
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,15 +11,16 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from nats.aio.client import Client
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from conveyor_bus import DirectGetter, connect, ensure_topology
 from conveyor_bus.reader import LogReader, last_event_sequence
 from conveyor_db import ReadModel, create_pool, migrate, reset
 from conveyor_events import AnyEvent, JobState, decode_event, fold, names
 from conveyor_events.invariants import history_problems
 from conveyor_projector.projector import Projector
-from nats.aio.client import Client
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54320/conveyor"

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from conveyor_events import JobState
 
 from conveyor_db.rows import COLUMNS, SELECT_COLUMNS, from_row, init_connection, to_row
+from conveyor_events import JobState
 
 _UPSERT = (
     f"INSERT INTO jobs ({SELECT_COLUMNS}) VALUES ("
@@ -55,7 +55,16 @@ async def create_pool(
     return pool
 
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.UndefinedTableError,
+)
+"""Errors that mean 'PostgreSQL is not there (yet)', answered 503; others are bugs."""
 
 
 class ReadModel:

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+
 from conveyor_events import ErrorInfo, JobState
 
 COLUMNS: tuple[str, ...] = (

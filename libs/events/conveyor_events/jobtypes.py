@@ -35,7 +35,9 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
     schema = PAYLOAD_SCHEMAS.get(job_type)
     if schema is None:
         known = ", ".join(sorted(PAYLOAD_SCHEMAS))
-        raise UnknownJobType(f"unknown job type {job_type!r}; known types: {known}", field="type")
+        raise UnknownJobType(
+            f"type: unknown job type {job_type!r}; known types: {known}", field="type"
+        )
     try:
         value = msgspec.convert(payload, schema, strict=True)
     except msgspec.ValidationError as e:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 import pytest
+
 from conveyor_events import (
     AnyCommand,
     AnyEvent,

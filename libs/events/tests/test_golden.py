@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conveyor_events import EVENT_TYPES, JobFailed, JobSubmitted, decode_event, encode_event
 
 pytestmark = pytest.mark.unit

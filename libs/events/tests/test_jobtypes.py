@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from conveyor_events import InvalidPayload, UnknownJobType
 from conveyor_events.jobtypes import validate_payload
 
@@ -97,5 +98,5 @@ def test_an_unknown_type_is_refused_naming_the_type_field(job_type: str) -> None
         validate_payload(job_type, {})
 
     assert raised.value.field == "type"
-    assert str(raised.value) == f"unknown job type {job_type!r}; known types: noop, sleep"
+    assert str(raised.value) == f"type: unknown job type {job_type!r}; known types: noop, sleep"
     assert isinstance(raised.value, InvalidPayload)  # the API answers 422 for both

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from conveyor_bus import EventStore, ensure_topology
-from conveyor_bus.runtime import connect_when_ready
-from conveyor_db import ReadModel, create_pool
-from conveyor_events import names
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from conveyor_api import problems
 from conveyor_api.limits import BodyLimit
-from conveyor_api.metrics import ApiMetrics
+from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
+from conveyor_bus import EventStore, ensure_topology
+from conveyor_bus.runtime import connect_when_ready
+from conveyor_db import ReadModel, create_pool
+from conveyor_events import names
 
 log = logging.getLogger("conveyor.api")
 
@@ -72,18 +71,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
-
     static = resources.files("conveyor_api") / "dashboard"
     index_html = (static / "index.html").read_text()
 
@@ -94,4 +81,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.mount("/dashboard", StaticFiles(directory=str(static)), name="dashboard")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics=metrics)
     return app

@@ -4,15 +4,17 @@ validation errors the list of fields that were wrong."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
-from conveyor_bus import BusError, BusUnavailable
-from conveyor_db import DatabaseUnavailable
-from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from conveyor_bus import BusError, BusUnavailable
+from conveyor_db import DatabaseUnavailable
+from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
 
 log = logging.getLogger("conveyor.api")
 
@@ -47,8 +49,19 @@ def problem(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "header", "path"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+def _echo(value: Any) -> str | int | float | bool | None:
+    """The offending value, when it is a scalar that JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return value[:200]
+    return value if isinstance(value, int | float | bool) else None
 
 
 def validation_problem(exc: RequestValidationError) -> JSONResponse:
@@ -60,14 +73,7 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
         message = str(err.get("msg", "invalid"))
         if err.get("type") == "literal_error" and "expected" in err.get("ctx", {}):
             message = f"must be one of {err['ctx']['expected']}"
-        got = err.get("input")
-        errors.append(
-            {
-                "field": field,
-                "message": message,
-                "value": got if isinstance(got, str | int | float | bool) else None,
-            }
-        )
+        errors.append({"field": field, "message": message, "value": _echo(err.get("input"))})
     detail = "; ".join(
         f"{e['field']}: {e['message']}"
         + (f" (got {e['value']!r})" if e["value"] is not None else "")
@@ -90,7 +96,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, JobNotFound):
             return problem(404, str(exc))
         if isinstance(exc, InvalidPayload):
-            return problem(422, str(exc), [{"field": exc.field, "message": str(exc)}])
+            pairs = getattr(exc, "errors", None) or [(exc.field, str(exc))]
+            return problem(422, str(exc), [{"field": f, "message": m} for f, m in pairs])
         if isinstance(exc, InvalidTransition):
             return problem(409, str(exc))
         return problem(409, str(exc))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from conveyor_db import JobFilter
-from conveyor_events import STATUSES
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,11 +28,15 @@ from conveyor_api.schemas import (
     WorkerOut,
 )
 from conveyor_api.service import JobService
+from conveyor_db import JobFilter
+from conveyor_events import STATUSES
 
 router = APIRouter()
 system_router = APIRouter()
 
 ANONYMOUS = "user:anonymous"
+PRINTABLE = r"^[^\x00-\x1f]*$"
+"""Filters are text without control characters (PostgreSQL refuses NUL)."""
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (400, 404, 409, 413, 422, 503)
@@ -87,8 +89,11 @@ async def list_jobs(
     request: Request,
     status: Annotated[str | None, Query(description="comma list of statuses")] = None,
     priority: Priority | None = None,
-    type: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="id prefix or payload text")] = None,
+    type: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=PRINTABLE, description="id prefix or payload text"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:

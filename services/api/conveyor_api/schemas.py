@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
 from conveyor_events import JobState
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Priority = Literal["high", "regular"]
 
@@ -19,7 +28,19 @@ class JobIn(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 5}])
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400, strict=True)] | None = None
-    run_at: datetime | None = None
+    run_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 with a time zone; the job does not start before it"
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as e:
+            raise ValueError("out of range once converted to UTC") from e
 
 
 class BatchIn(BaseModel):

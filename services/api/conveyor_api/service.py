@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from conveyor_api.ids import is_job_id, new_job_id
+from conveyor_api.schemas import JobIn
 from conveyor_bus import ConcurrencyConflict, EventStore, Outcome, StoredEvent
 from conveyor_bus.reader import event_lag
 from conveyor_bus.workers import WorkerInfo, live_workers
@@ -14,6 +16,7 @@ from conveyor_db import JobFilter, Page, ReadModel
 from conveyor_events import (
     AnyCommand,
     DeleteJob,
+    InvalidPayload,
     JobNotFound,
     JobState,
     RestartJob,
@@ -23,8 +26,13 @@ from conveyor_events import (
 )
 from conveyor_events.jobtypes import validate_payload
 
-from conveyor_api.ids import is_job_id, new_job_id
-from conveyor_api.schemas import JobIn
+
+class InvalidBatch(InvalidPayload):
+    """Some jobs of a batch are invalid; nothing was written."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(message for _, message in errors), field="jobs")
+        self.errors = errors
 
 
 class StopSignal(Protocol):
@@ -68,7 +76,7 @@ class JobService:
             payload=payload,
             max_attempts=spec.max_attempts,
             timeout_s=spec.timeout_s,
-            run_at=spec.run_at.astimezone(UTC) if spec.run_at else None,
+            run_at=spec.run_at,
         )
 
     async def submit(self, spec: JobIn, actor: str, idempotency_key: str | None) -> Submitted:
@@ -97,8 +105,16 @@ class JobService:
         return loaded.state
 
     async def submit_batch(self, specs: list[JobIn], actor: str) -> list[JobState]:
+        """All jobs are validated before any is written; every bad one is reported."""
         now = _now()
-        commands = [self._command(spec, actor, now) for spec in specs]
+        commands, errors = [], []
+        for index, spec in enumerate(specs):
+            try:
+                commands.append(self._command(spec, actor, now))
+            except InvalidPayload as e:
+                errors.append((f"jobs.{index}.{e.field}", f"jobs.{index}.{e}"))
+        if errors:
+            raise InvalidBatch(errors)
         outcomes = await self.store.submit(commands)
         return [o.state for o in outcomes]
 

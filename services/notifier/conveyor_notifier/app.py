@@ -9,11 +9,11 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from conveyor_bus import BusError, ensure_topology
-from conveyor_bus.runtime import connect_when_ready
 from fastapi import FastAPI, Query, Response, WebSocket, WebSocketDisconnect
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from conveyor_bus import BusError, ensure_topology
+from conveyor_bus.runtime import connect_when_ready
 from conveyor_notifier.hub import Hub, Overflow
 from conveyor_notifier.settings import Settings
 

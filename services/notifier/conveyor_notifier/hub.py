@@ -14,10 +14,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
+
 from conveyor_bus import BusError, DirectGetter, StoredMsg
 from conveyor_bus.reader import LogReader, last_sequence
 from conveyor_events import decode_event, names
-from nats.aio.client import Client
 
 log = logging.getLogger("conveyor.notifier")
 

@@ -8,10 +8,10 @@ import logging
 import signal
 
 import asyncpg
+
 from conveyor_bus import ensure_topology
 from conveyor_bus.runtime import configure_logging, connect_when_ready, run
 from conveyor_db import create_pool, migrate
-
 from conveyor_projector.projector import Projector
 from conveyor_projector.settings import Settings
 

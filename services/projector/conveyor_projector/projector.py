@@ -11,12 +11,12 @@ from typing import TypeVar
 
 import asyncpg
 import msgspec
+from nats.aio.client import Client
+
 from conveyor_bus import BusError, StoredMsg
 from conveyor_bus.reader import LogReader
 from conveyor_db import load_states, lock_checkpoint, save_projection
 from conveyor_events import AnyEvent, decode_event, names
-from nats.aio.client import Client
-
 from conveyor_projector.projection import project
 
 log = logging.getLogger("conveyor.projector")

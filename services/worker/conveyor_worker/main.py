@@ -9,7 +9,6 @@ import signal
 
 from conveyor_bus import ensure_topology
 from conveyor_bus.runtime import configure_logging, connect_when_ready, run
-
 from conveyor_worker.handlers import BUILTIN
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker

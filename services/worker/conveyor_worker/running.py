@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from conveyor_events import JobState
 from nats.aio.msg import Msg
+
+from conveyor_events import JobState
 
 CancelReason = Literal["stop", "shutdown", "fenced"]
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import msgspec
 import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
 from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded, Write
 from conveyor_bus.appender import BatchAppender
 from conveyor_bus.workers import WorkerInfo, forget_worker, publish_heartbeat
@@ -38,9 +41,6 @@ from conveyor_events import (
     evolve,
     names,
 )
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-
 from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.running import Context, RunningJob
 from conveyor_worker.settings import Settings
