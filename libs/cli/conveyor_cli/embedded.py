@@ -115,6 +115,7 @@ def _pg_user() -> str | None:
         from pgserver.utils import ensure_folder_permissions, ensure_user_exists
 
     ensure_user_exists("pgserver")
+    _make_traversable(_pg_bin())  # the checkout may sit in a private (0700) directory
     read = stat.S_IRGRP | stat.S_IROTH
     ensure_folder_permissions(_pg_bin(), read | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(_pg_bin().parent / "lib", read)
