@@ -39,7 +39,12 @@ export function setText(el, value) {
   if (el.textContent !== text) el.textContent = text;
 }
 
-export const shortId = (id) => String(id ?? "").slice(0, 8);
+// Ids are ULIDs: the first characters are the creation time, so jobs submitted together share
+// them. Show the first 8 and the last 4 (random) characters, e.g. "01M841CD…7QX2".
+export const shortId = (id) => {
+  const s = String(id ?? "");
+  return s.length > 14 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s;
+};
 
 /**
  * A sortable key (microseconds since the epoch) for an RFC 3339 timestamp, keeping the
