@@ -1,4 +1,10 @@
-"""The notifier's composition root: ``GET /ws``, health and metrics."""
+"""The notifier's composition root: a websockets server with ``GET /ws``, ``/healthz`` and
+``/metrics``.
+
+The ``websockets`` server is used directly (not through ASGI) because its ``send`` applies
+backpressure: a client that does not read makes ``send`` wait, its queue fills, and it is
+disconnected with 1013 instead of the server buffering for it without bound.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,20 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import socket
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
 
-from fastapi import FastAPI, Query, Response, WebSocket, WebSocketDisconnect
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from conveyor_bus import BusError, ensure_topology
 from conveyor_bus.runtime import connect_when_ready
-from conveyor_notifier.hub import Hub, Overflow
+from conveyor_notifier.hub import Client_, Hub, Overflow
 from conveyor_notifier.settings import Settings
 
 log = logging.getLogger("conveyor.notifier")
@@ -24,88 +35,83 @@ TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
 
 
-def create_app(settings: Settings) -> FastAPI:
-    registry = CollectorRegistry()
-    connections = Gauge("conveyor_ws_connections", "Open websocket connections", registry=registry)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect_when_ready(settings.nats_url, "conveyor-notifier")
-        await ensure_topology(
-            nc,
-            ack_wait_s=settings.ack_wait_s,
-            worker_ttl_s=settings.worker_ttl_s,
-            replicas=settings.replicas,
+class Notifier:
+    def __init__(self, hub: Hub, send_buffer: int) -> None:
+        self.hub = hub
+        self.send_buffer = send_buffer
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "conveyor_ws_connections", "Open websocket connections", registry=self.registry
         )
-        hub = Hub(nc, settings.client_buffer)
-        await hub.start()
-        app.state.hub = hub
-        try:
-            yield
-        finally:
-            await hub.stop()
-            with contextlib.suppress(Exception):
-                await nc.close()
+        self.slow_disconnects = Gauge(
+            "conveyor_ws_slow_disconnects",
+            "Clients disconnected for being too slow (1013)",
+            registry=self.registry,
+        )
 
-    app = FastAPI(title="Conveyor notifier", lifespan=lifespan)
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return _response(HTTPStatus.OK, b'{"status": "ok"}\n', "application/json")
+        if path == "/metrics":
+            return _response(HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path != "/ws":
+            return _response(HTTPStatus.NOT_FOUND, b"not found; the feed is at /ws\n", "text/plain")
+        return None
 
-    @app.websocket("/ws")
-    async def ws(
-        websocket: WebSocket,
-        job_id: str | None = Query(None),
-        since: str | None = Query(None),
-    ) -> None:
-        await websocket.accept()
+    async def handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        query = parse_qs(urlsplit(ws.request.path).query)
+        job_id = query.get("job_id", [None])[-1]
+        since = query.get("since", [None])[-1]
         problem = _check(job_id, since)
         if problem:
-            await websocket.close(code=POLICY_VIOLATION, reason=problem)
+            await ws.close(POLICY_VIOLATION, problem)
             return
-        hub: Hub = app.state.hub
         try:
-            client = await hub.connect(job_id, int(since) if since is not None else None)
+            client = await self.hub.connect(job_id, int(since) if since is not None else None)
         except Overflow:
-            await websocket.close(
-                code=TRY_AGAIN_LATER, reason="replay too large; use a later since"
-            )
+            await ws.close(TRY_AGAIN_LATER, "replay too large; reconnect with a later since")
             return
         except BusError:
-            await websocket.close(code=TRY_AGAIN_LATER, reason="event log unavailable")
+            await ws.close(TRY_AGAIN_LATER, "event log unavailable; try again")
             return
-        connections.inc()
-        receiver = asyncio.create_task(_drain_incoming(websocket))
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:  # bound what the kernel buffers for a client that does not read
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+        self.connections.inc()
         try:
-            while not receiver.done():
-                sender = asyncio.create_task(client.next_frames())
-                done, _ = await asyncio.wait(
-                    {sender, receiver}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if sender not in done:
-                    sender.cancel()
-                    break
-                for data in sender.result():
-                    await websocket.send_text(data.decode())
-        except Overflow:
-            log.info("disconnecting a slow client (buffer of %d frames full)", client.limit)
-            with contextlib.suppress(Exception):
-                await websocket.close(
-                    code=TRY_AGAIN_LATER, reason="too slow; reconnect with since=<last seq>"
-                )
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await self._pump(ws, client)
         finally:
-            receiver.cancel()
-            hub.disconnect(client)
-            connections.dec()
+            self.hub.disconnect(client)
+            self.connections.dec()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def _pump(self, ws: ServerConnection, client: Client_) -> None:
+        sender = asyncio.create_task(self._send(ws, client))
+        closed = asyncio.create_task(ws.wait_closed())
+        overflow = asyncio.create_task(client.overflow.wait())
+        try:
+            await asyncio.wait({sender, closed, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sender.cancel()
+            closed.cancel()
+            overflow.cancel()
+        if client.overflowed:
+            self.slow_disconnects.inc()
+            log.info("disconnecting a slow client (%d frames behind)", client.limit)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(TRY_AGAIN_LATER, "too slow; reconnect with since=<last seq>")
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def _send(self, ws: ServerConnection, client: Client_) -> None:
+        with contextlib.suppress(ConnectionClosed, Overflow):
+            while True:
+                for data in await client.next_frames():
+                    await ws.send(data, text=True)
 
-    return app
+
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
 
 
 def _check(job_id: str | None, since: str | None) -> str | None:
@@ -116,10 +122,35 @@ def _check(job_id: str | None, since: str | None) -> str | None:
     return None
 
 
-async def _drain_incoming(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, to notice when it goes away."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
+async def serve_forever(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await connect_when_ready(settings.nats_url, "conveyor-notifier")
+    await ensure_topology(
+        nc,
+        ack_wait_s=settings.ack_wait_s,
+        worker_ttl_s=settings.worker_ttl_s,
+        replicas=settings.replicas,
+    )
+    hub = Hub(nc, settings.client_buffer)
+    await hub.start()
+    notifier = Notifier(hub, settings.socket_send_buffer)
+    try:
+        async with serve(
+            notifier.handle,
+            settings.host,
+            settings.port,
+            process_request=notifier.process_request,
+            close_timeout=2,
+            max_size=64 * 1024,
+            ping_interval=20,
+            ping_timeout=20,
+        ):
+            log.info("notifier listening on ws://%s:%d/ws", settings.host, settings.port)
+            await stop.wait()
+    finally:
+        await hub.stop()
+        with contextlib.suppress(Exception):
+            await nc.close()

@@ -46,13 +46,17 @@ class Client_:
     queue: deque[tuple[int, bytes]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     last_seq: int = 0
-    overflowed: bool = False
+    overflow: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def overflowed(self) -> bool:
+        return self.overflow.is_set()
 
     def offer(self, seq: int, data: bytes) -> None:
         if self.overflowed:
             return
         if len(self.queue) >= self.limit:
-            self.overflowed = True
+            self.overflow.set()
             self.queue.clear()
         else:
             self.queue.append((seq, data))

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from conveyor_notifier.app import create_app
+from conveyor_bus.runtime import configure_logging, run
+from conveyor_notifier.app import serve_forever
 from conveyor_notifier.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        timeout_graceful_shutdown=5,
-    )
+    configure_logging(settings.log_level)
+    run(serve_forever(settings))
 
 
 if __name__ == "__main__":

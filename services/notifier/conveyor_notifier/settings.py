@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     port: int = 8001
     client_buffer: int = Field(10_000, ge=1)
     """Frames queued for one websocket client; past this it is disconnected with 1013."""
+    socket_send_buffer: int = Field(64 * 1024, ge=4096)
+    """Kernel send buffer per websocket (SO_SNDBUF), so a stalled client costs bounded memory."""
     ack_wait_s: float = 30.0
     worker_ttl_s: float = 15.0
     replicas: int = 1
