@@ -126,7 +126,7 @@ async def test_a_stalled_client_is_closed_with_1013_and_others_get_everything(
     assert 0 < len(texts) < EVENTS
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"http://127.0.0.1:{notifier}/metrics")).text
-    assert "conveyor_ws_slow_disconnects 1.0" in metrics
+    assert "conveyor_ws_slow_disconnects_total 1.0" in metrics
 
 
 async def test_bad_query_is_refused_with_1008(notifier: int) -> None:

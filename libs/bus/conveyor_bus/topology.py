@@ -83,24 +83,32 @@ async def api_request(
     return data
 
 
-async def _ensure_stream(nc: Client, config: dict[str, Any]) -> None:
+STREAM_NAME_IN_USE = 10058
+CONSUMER_EXISTS = 10148
+
+
+async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> None:
     name = config["name"]
     try:
         await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", config)
-        log.debug("stream %s ready", name)
     except BusError as e:
-        if "already in use" not in str(e) and "exists" not in str(e):
+        if f"code {STREAM_NAME_IN_USE}" not in str(e):
             raise
-        await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", config)
+        if update:
+            await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", config)
 
 
-async def _ensure_consumer(nc: Client, stream: str, config: dict[str, Any]) -> None:
+async def _ensure_consumer(nc: Client, stream: str, config: dict[str, Any], update: bool) -> None:
     durable = config["durable_name"]
-    await api_request(
-        nc,
-        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
-        {"stream_name": stream, "config": config, "action": ""},
-    )
+    try:
+        await api_request(
+            nc,
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+            {"stream_name": stream, "config": config, "action": "" if update else "create"},
+        )
+    except BusError as e:
+        if f"code {CONSUMER_EXISTS}" not in str(e):
+            raise
 
 
 async def ensure_topology(
@@ -109,10 +117,12 @@ async def ensure_topology(
     ack_wait_s: float = DEFAULT_ACK_WAIT_S,
     worker_ttl_s: float = 15.0,
     replicas: int = 1,
+    update: bool = False,
 ) -> None:
-    """Create or update the streams and the work-queue consumers. Safe to run concurrently
-    from every service at start-up (and by ``conveyor migrate``)."""
-    await _ensure_stream(nc, event_log_config(replicas))
-    await _ensure_stream(nc, workers_config(worker_ttl_s, replicas))
+    """Create the streams and the work-queue consumers where they are missing. Safe to run
+    concurrently from every service at start-up. With ``update`` (``conveyor migrate``),
+    existing ones are brought to this configuration (e.g. a new ack wait)."""
+    await _ensure_stream(nc, event_log_config(replicas), update)
+    await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
     for priority in names.PRIORITIES:
-        await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s))
+        await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s), update)

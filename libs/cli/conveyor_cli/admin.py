@@ -49,6 +49,7 @@ async def _main(command: str, settings: Settings) -> int:
             ack_wait_s=settings.ack_wait_s,
             worker_ttl_s=settings.worker_ttl_s,
             replicas=settings.replicas,
+            update=command == "migrate",
         )
         conn = await asyncpg.connect(settings.database_url)
         try:
