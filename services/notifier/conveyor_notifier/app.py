@@ -49,7 +49,7 @@ class Notifier:
         self.connections = Gauge(
             "conveyor_ws_connections", "Open websocket connections", registry=self.registry
         )
-        self.slow_disconnects = Gauge(
+        self.slow_disconnects = Counter(
             "conveyor_ws_slow_disconnects",
             "Clients disconnected for being too slow (1013)",
             registry=self.registry,
