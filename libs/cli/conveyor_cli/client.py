@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -54,37 +56,60 @@ def _bar(percent: float, message: str | None, status: str) -> str:
     return f"\r[{'#' * filled}{'-' * (30 - filled)}] {percent:5.1f}% {status:<9} {message or ''}"
 
 
-def _follow(job_id: str) -> str:
-    """Print a live progress bar until the job is finished; returns the final status."""
+def feed(job_id: str | None, since: int | None) -> Iterator[dict[str, Any]]:
+    """Events from the notifier, reconnecting with ``since`` after any disconnect (a 1013 for
+    a slow reader, a notifier restart), so none is missed or repeated."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
     from websockets.sync.client import connect
 
-    url = f"{_notifier_url()}?{urlencode({'job_id': job_id, 'since': 0})}"
+    delay = 0.2
+    while True:
+        query = {k: v for k, v in {"job_id": job_id, "since": since}.items() if v is not None}
+        url = _notifier_url() + (f"?{urlencode(query)}" if query else "")
+        try:
+            with connect(url, open_timeout=10) as ws:
+                delay = 0.2
+                for raw in ws:
+                    event: dict[str, Any] = json.loads(raw)
+                    since = event["seq"]
+                    yield event
+        except ConnectionClosed as e:
+            if e.rcvd is not None and e.rcvd.code == 1008:
+                raise CliError(f"the notifier refused the request: {e.rcvd.reason}") from e
+        except InvalidURI as e:
+            raise CliError(f"bad notifier URL {url}: {e}") from e
+        except (OSError, InvalidHandshake, TimeoutError) as e:
+            print(f"conveyor: notifier unreachable at {url} ({e}); retrying", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _follow(job_id: str) -> str:
+    """Print a live progress bar until the job is finished; returns the final status."""
     status, percent, message = "pending", 0.0, None
     tty = sys.stderr.isatty()
-    with connect(url, open_timeout=10) as ws:
-        for raw in ws:
-            event = json.loads(raw)
-            data = event.get("data", {})
-            kind = event["type"]
-            if kind == "job.started":
-                status, percent, message = "running", 0.0, None
-            elif kind == "job.progressed":
-                percent, message = data.get("progress", percent), data.get("message")
-            elif kind == "job.completed":
-                status, percent = "completed", 100.0
-            elif kind == "job.failed":
-                status = "pending" if data.get("retry") else "failed"
-                message = data.get("error", {}).get("message")
-            elif kind == "job.stopped":
-                status = "stopped"
-            elif kind in ("job.restarted",):
-                status, percent = "pending", 0.0
-            if tty:
-                print(_bar(percent, message, status), end="", file=sys.stderr, flush=True)
-            else:
-                print(f"{kind} {percent:.0f}% {message or ''}".rstrip(), file=sys.stderr)
-            if status in EXIT:
-                break
+    for event in feed(job_id, 0):
+        data = event.get("data", {})
+        kind = event["type"]
+        if kind == "job.started":
+            status, percent, message = "running", 0.0, None
+        elif kind == "job.progressed":
+            percent, message = data.get("progress", percent), data.get("message")
+        elif kind == "job.completed":
+            status, percent = "completed", 100.0
+        elif kind == "job.failed":
+            status = "pending" if data.get("retry") else "failed"
+            message = data.get("error", {}).get("message")
+        elif kind == "job.stopped":
+            status = "stopped"
+        elif kind in ("job.restarted",):
+            status, percent = "pending", 0.0
+        if tty:
+            print(_bar(percent, message, status), end="", file=sys.stderr, flush=True)
+        else:
+            print(f"{kind} {percent:.0f}% {message or ''}".rstrip(), file=sys.stderr)
+        if status in EXIT:
+            break
     if tty:
         print(file=sys.stderr)
     return status
@@ -169,14 +194,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
             )
         return 0
     if command == "watch":
-        from websockets.sync.client import connect
-
-        query = {
-            k: v for k, v in {"job_id": args.job_id, "since": args.since}.items() if v is not None
-        }
-        url = _notifier_url() + (f"?{urlencode(query)}" if query else "")
-        with connect(url, open_timeout=10) as ws:
-            for raw in ws:
-                print(raw, flush=True)
+        for event in feed(args.job_id, args.since):
+            print(json.dumps(event), flush=True)
         return 0
     raise CliError(f"unknown command {command}")

@@ -139,6 +139,18 @@ class ReadModel:
         rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
         return [from_row(r) for r in rows]
 
+    async def snapshot(self, name: str = "projector") -> tuple[int, list[JobState]]:
+        """The checkpoint and every row, read from one consistent snapshot."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            seq = await conn.fetchval(
+                "SELECT last_seq FROM projector_checkpoint WHERE name = $1", name
+            )
+            rows = await conn.fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
+        return int(seq or 0), [from_row(r) for r in rows]
+
 
 async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
     rows = await conn.fetch(
