@@ -62,7 +62,7 @@ class NatsServer:
     """``nats-server`` with JetStream, a file store and ``sync_interval: always``."""
 
     def __init__(self, store_dir: Path, port: int | None = None) -> None:
-        self.store_dir = store_dir
+        self.store_dir = store_dir.resolve()
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +141,7 @@ class PostgresServer:
     """PostgreSQL 16 from ``pgserver``, TCP on 127.0.0.1, trust auth, database ``conveyor``."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None
