@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("up", help="start the whole system locally (make up)")
     s.add_argument("--data-dir", type=Path, default=Path(".conveyor"))
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--api-port", type=int, default=8000)
+    s.add_argument("--notifier-port", type=int, default=8001)
+    s.add_argument("--nats-port", type=int, default=4222, help="embedded nats-server")
+    s.add_argument("--postgres-port", type=int, default=54320, help="embedded PostgreSQL")
 
     s = sub.add_parser("submit", help="submit a job")
     s.add_argument("type")
@@ -85,7 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "up":
         from conveyor_cli.up import up
 
-        sys.exit(up(args.data_dir, args.workers))
+        sys.exit(
+            up(
+                args.data_dir,
+                args.workers,
+                args.api_port,
+                args.notifier_port,
+                args.nats_port,
+                args.postgres_port,
+            )
+        )
     elif command in ("migrate", "replay", "verify"):
         from conveyor_cli import admin
 

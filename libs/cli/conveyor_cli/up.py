@@ -38,10 +38,13 @@ class Service:
         self.started_at = time.monotonic()
 
 
-def services(workers: int) -> list[Service]:
+def services(workers: int, api_port: int, notifier_port: int) -> list[Service]:
+    notifier_url = f"ws://127.0.0.1:{notifier_port}/ws"
     found = [
-        Service("api", ["api"]),
-        Service("notifier", ["notifier"]),
+        Service(
+            "api", ["api"], {"CONVEYOR_PORT": str(api_port), "CONVEYOR_NOTIFIER_URL": notifier_url}
+        ),
+        Service("notifier", ["notifier"], {"CONVEYOR_PORT": str(notifier_port)}),
         Service("projector", ["projector"]),
     ]
     for n in range(1, workers + 1):
@@ -49,7 +52,14 @@ def services(workers: int) -> list[Service]:
     return found
 
 
-def up(data_dir: Path, workers: int = 2) -> int:
+def up(
+    data_dir: Path,
+    workers: int = 2,
+    api_port: int = 8000,
+    notifier_port: int = 8001,
+    nats_port: int = DEFAULT_NATS_PORT,
+    postgres_port: int = DEFAULT_PG_PORT,
+) -> int:
     env = dict(os.environ)
     nats: NatsServer | None = None
     pg: PostgresServer | None = None
@@ -64,20 +74,20 @@ def up(data_dir: Path, workers: int = 2) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if "NATS_URL" not in env:
-            nats = NatsServer(data_dir / "nats", DEFAULT_NATS_PORT).start()
+            nats = NatsServer(data_dir / "nats", nats_port).start()
             env["NATS_URL"] = nats.url
             print(f"nats-server   {nats.url} (store {nats.store_dir})", flush=True)
         if "DATABASE_URL" not in env:
-            pg = PostgresServer(data_dir / "postgres", DEFAULT_PG_PORT).start()
+            pg = PostgresServer(data_dir / "postgres", postgres_port).start()
             env["DATABASE_URL"] = pg.url()
             print(f"postgresql    {pg.url()} (data {pg.data_dir})", flush=True)
         subprocess.run([sys.executable, "-m", "conveyor_cli.main", "migrate"], env=env, check=True)
-        running = services(workers)
+        running = services(workers, api_port, notifier_port)
         for svc in running:
             svc.start(env)
         print(
-            "\nConveyor is up.  Dashboard: http://127.0.0.1:8000/"
-            "   API docs: http://127.0.0.1:8000/docs   Ctrl-C stops everything.\n",
+            f"\nConveyor is up.  Dashboard: http://127.0.0.1:{api_port}/"
+            f"   API docs: http://127.0.0.1:{api_port}/docs   Ctrl-C stops everything.\n",
             flush=True,
         )
         while not stopping:

@@ -1,0 +1,105 @@
+"""``conveyor up`` (what ``make up`` runs): embedded servers, every service, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conveyor_cli.embedded import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+class Up:
+    def __init__(self, data_dir: Path) -> None:
+        self.ports = {name: free_port() for name in ("api", "notifier", "nats", "postgres")}
+        self.data_dir = data_dir
+        self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.ports['api']}", timeout=10)
+
+    def __enter__(self) -> Up:
+        env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor_cli.main",
+                "up",
+                "--data-dir",
+                str(self.data_dir),
+                *(
+                    arg
+                    for name, port in self.ports.items()
+                    for arg in (f"--{name}-port", str(port))
+                ),
+            ],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                workers = self.http.get("/api/v1/workers").json()["items"]
+                if self.http.get("/readyz").status_code == 200 and len(workers) == 2:
+                    return self
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(self.log.read_text())
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert self.proc.wait(60) == 0, self.log.read_text()[-3000:]
+        self.http.close()
+
+    def wait_completed(self, job_id: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.http.get(f"/api/v1/jobs/{job_id}")
+            if r.status_code == 200 and r.json()["status"] == "completed":
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{job_id} not completed")
+
+
+def test_up_runs_everything_restarts_the_dead_and_keeps_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Up(data) as up:
+        assert f"Dashboard: http://127.0.0.1:{up.ports['api']}/" in up.log.read_text()
+        job = up.http.post(
+            "/api/v1/jobs", json={"type": "sleep", "payload": {"seconds": 0.2, "steps": 2}}
+        )
+        assert job.status_code == 201
+        up.wait_completed(job.json()["id"])
+        page = httpx.get(f"http://127.0.0.1:{up.ports['api']}/").text
+        assert f"ws://127.0.0.1:{up.ports['notifier']}/ws" in page
+
+        # a worker that dies is restarted by the supervisor
+        victim = up.http.get("/api/v1/workers").json()["items"][0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        pids: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            pids = {w["id"]: w["pid"] for w in up.http.get("/api/v1/workers").json()["items"]}
+            if pids.get(victim["id"], victim["pid"]) != victim["pid"]:
+                break
+            time.sleep(0.3)
+        assert pids[victim["id"]] != victim["pid"], "the killed worker was not restarted"
+        assert "restarting" in up.log.read_text()
+    assert (data / "nats").is_dir() and (data / "postgres" / "pgdata").is_dir()
+
+    # a second `up` on the same data finds the earlier job
+    with Up(data) as again:
+        earlier = again.http.get(f"/api/v1/jobs/{job.json()['id']}")
+        assert earlier.status_code == 200 and earlier.json()["status"] == "completed"
