@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 
-from conveyor_bus.errors import BusError, ConcurrencyConflict
+from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 from conveyor_bus.store import MAX_BATCH_MESSAGES, EventStore, Write
 
 log = logging.getLogger("conveyor.bus")
@@ -55,10 +55,17 @@ class BatchAppender:
     async def _flush(self, batch: list[tuple[Write, asyncio.Future[None]]]) -> None:
         try:
             await self._store.append([w for w, _ in batch])
-        except ConcurrencyConflict:
-            if len(batch) == 1:
-                _settle(batch[0][1], ConcurrencyConflict("stale expected sequence"))
+        except asyncio.CancelledError:
+            for _, fut in batch:
+                _settle(fut, BusError("appender closed"))
+            raise
+        except (ConcurrencyConflict, BusError) as e:
+            if len(batch) == 1 or isinstance(e, BusUnavailable):
+                for _, fut in batch:
+                    _settle(fut, e)
                 return
+            # One write was refused (stale sequence, …): the batch failed as a whole, so
+            # retry each write on its own; only the refused ones fail.
             await asyncio.gather(*(self._flush([item]) for item in batch))
             return
         except Exception as e:

@@ -24,16 +24,16 @@ class StoredMsg:
     seq: int
     subject: str
     data: bytes
-    time: str
     num_pending: int = 0
     """How many messages matching the request follow this one."""
 
 
 class _Pending:
-    __slots__ = ("done", "msgs", "single")
+    __slots__ = ("done", "error", "msgs", "single")
 
     def __init__(self, single: bool) -> None:
         self.single = single
+        self.error: str | None = None
         self.msgs: list[StoredMsg] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -48,8 +48,8 @@ class DirectGetter:
 
     async def _start(self) -> None:
         if not self._started:
-            self._started = True
             await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_msg)
+            self._started = True
 
     async def _on_msg(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
@@ -58,7 +58,11 @@ class DirectGetter:
             return
         headers = msg.headers or {}
         status = headers.get("Status")
-        if status is not None:  # 204 end of batch, 404 nothing found, 408 timeout, …
+        if status is not None:
+            # 204: end of batch; 404: nothing (more) found; anything else (408, 413, 503 no
+            # responders, …) means the read did not happen, never "empty".
+            if status not in ("204", "404"):
+                pending.error = f"{status} {headers.get('Description', '')}".strip()
             pending.done.set_result(None)
             return
         pending.msgs.append(
@@ -66,7 +70,6 @@ class DirectGetter:
                 seq=int(headers["Nats-Sequence"]),
                 subject=headers["Nats-Subject"],
                 data=msg.data,
-                time=headers.get("Nats-Time-Stamp", ""),
                 num_pending=int(headers.get("Nats-Num-Pending", 0)),
             )
         )
@@ -96,6 +99,8 @@ class DirectGetter:
             raise BusUnavailable(f"direct get on {stream}: {e}") from e
         finally:
             del self._pending[token]
+        if pending.error is not None:
+            raise BusUnavailable(f"direct get on {stream}: {pending.error}")
         return pending.msgs
 
     async def all_by_subject(self, stream: str, subject: str, page: int = 1000) -> list[StoredMsg]:
@@ -105,7 +110,7 @@ class DirectGetter:
         while True:
             got = await self.batch(stream, {"seq": start, "next_by_subj": subject, "batch": page})
             out.extend(got)
-            if len(got) < page:
+            if not got or got[-1].num_pending == 0:  # the server may end a batch early
                 return out
             start = got[-1].seq + 1
 

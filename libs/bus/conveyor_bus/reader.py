@@ -8,6 +8,7 @@ stream sequence the reader still needs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -21,6 +22,8 @@ from conveyor_bus.errors import BusUnavailable
 from conveyor_events import names
 
 log = logging.getLogger("conveyor.bus")
+
+IDLE_CHECK_S = 2.0
 
 
 async def last_sequence(nc: Client) -> int:
@@ -41,6 +44,7 @@ class LogReader:
         """The first stream sequence not yet returned."""
         self._sub: Any = None
         self._consumer_seq = 0
+        self._checked_at = 0.0
 
     async def _open(self) -> None:
         config = ConsumerConfig(
@@ -57,6 +61,23 @@ class LogReader:
         )
         self._consumer_seq = 0
 
+    async def _check_idle_gap(self) -> None:
+        """A delivery lost at the end of the log shows no gap until the next one arrives;
+        while idle, compare with what the server says it delivered (every few seconds)."""
+        loop = asyncio.get_running_loop()
+        if self._sub is None or loop.time() - self._checked_at < IDLE_CHECK_S:
+            return
+        self._checked_at = loop.time()
+        try:
+            info = await self._sub.consumer_info()
+        except Exception as e:
+            log.warning("log reader on %s: %s; reopening at %d", self._subject, e, self.next_seq)
+            await self.close()
+            return
+        if info.delivered.consumer_seq > self._consumer_seq:
+            log.warning("lost delivery in %s at %d; reopening", self._subject, self.next_seq)
+            await self.close()
+
     async def close(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
@@ -70,6 +91,7 @@ class LogReader:
                 await self._open()
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
+            await self._check_idle_gap()
             return []
         except Exception as e:
             log.warning("log reader on %s: %s; reopening at %d", self._subject, e, self.next_seq)
@@ -84,14 +106,7 @@ class LogReader:
                 break
             self._consumer_seq = md.sequence.consumer
             self.next_seq = md.sequence.stream + 1
-            out.append(
-                StoredMsg(
-                    seq=md.sequence.stream,
-                    subject=m.subject,
-                    data=m.data,
-                    time=md.timestamp.isoformat() if md.timestamp else "",
-                )
-            )
+            out.append(StoredMsg(seq=md.sequence.stream, subject=m.subject, data=m.data))
         return out
 
 

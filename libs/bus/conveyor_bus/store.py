@@ -41,7 +41,6 @@ CONFLICT_RETRIES = 20
 
 
 class _PubAck(msgspec.Struct):
-    stream: str = ""
     seq: int = 0
     count: int = 1
     error: dict[str, object] | None = None
@@ -150,13 +149,19 @@ class EventStore:
             return
         if len(messages) > MAX_BATCH_MESSAGES:
             raise ValueError(f"{len(messages)} messages exceed one atomic batch")
-        last_seq = await self._publish_batch([(s, d, h) for s, d, h, _ in messages])
+        last_seq, count = await self._publish_batch([(s, d, h) for s, d, h, _ in messages])
+        if count != len(messages):
+            raise BusError(f"JetStream stored {count} of {len(messages)} messages of a batch")
         first_seq = last_seq - len(messages) + 1
         for offset, (_, _, _, owner) in enumerate(messages):
             if owner is not None:
                 owner.seqs.append(first_seq + offset)
 
-    async def _publish_batch(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> int:
+    async def _publish_batch(
+        self, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> tuple[int, int]:
+        """Publish as one atomic batch (or a plain publish for one message): the last
+        message's stream sequence and how many messages were stored."""
         try:
             if len(messages) == 1:
                 subject, data, headers = messages[0]
@@ -189,7 +194,7 @@ class EventStore:
             if code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(description)
             raise BusError(f"JetStream refused the write: {description} (code {code})")
-        return ack.seq
+        return ack.seq, ack.count
 
     # -- deciding ------------------------------------------------------------------------
 

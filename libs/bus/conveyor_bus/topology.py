@@ -126,3 +126,16 @@ async def ensure_topology(
     await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
     for priority in names.PRIORITIES:
         await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s), update)
+
+
+async def queue_depth(nc: Client) -> dict[str, tuple[int, int]]:
+    """(not yet delivered, delivered but not acked) run commands per priority."""
+    depth: dict[str, tuple[int, int]] = {}
+    js = nc.jetstream()
+    for priority in names.PRIORITIES:
+        try:
+            info = await js.consumer_info(names.STREAM, names.run_consumer(priority))
+        except Exception as e:
+            raise BusUnavailable(f"consumer info: {e}") from e
+        depth[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
+    return depth

@@ -76,6 +76,10 @@ def feed(job_id: str | None, since: int | None) -> Iterator[dict[str, Any]]:
         except ConnectionClosed as e:
             if e.rcvd is not None and e.rcvd.code == 1008:
                 raise CliError(f"the notifier refused the request: {e.rcvd.reason}") from e
+            if e.rcvd is not None and e.rcvd.reason.startswith("replay too large"):
+                raise CliError(
+                    f"the notifier cannot replay that much ({e.rcvd.reason}); use a later --since"
+                ) from e
         except InvalidURI as e:
             raise CliError(f"bad notifier URL {url}: {e}") from e
         except (OSError, InvalidHandshake, TimeoutError) as e:

@@ -16,7 +16,6 @@ PRIORITIES: Final[tuple[Priority, ...]] = ("high", "regular")
 STREAM: Final = "CONVEYOR"
 """The event log and the work queues: file storage, deny delete, deny purge, atomic batches."""
 
-SUBJECT_ROOT: Final = "conveyor"
 EVENT_PREFIX: Final = "conveyor.events"
 EVENTS_ALL: Final = "conveyor.events.*"
 RUN_PREFIX: Final = "conveyor.run"
@@ -34,7 +33,6 @@ HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_BATCH_ID: Final = "Nats-Batch-Id"
 HEADER_BATCH_SEQ: Final = "Nats-Batch-Sequence"
 HEADER_BATCH_COMMIT: Final = "Nats-Batch-Commit"
-HEADER_MSG_ID: Final = "Nats-Msg-Id"
 
 
 def event_subject(job_id: str) -> str:

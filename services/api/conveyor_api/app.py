@@ -19,6 +19,7 @@ from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
 from conveyor_bus import EventStore, ensure_topology
 from conveyor_bus.runtime import connect_when_ready
+from conveyor_bus.topology import queue_depth
 from conveyor_db import ReadModel, create_pool
 from conveyor_events import names
 
@@ -38,20 +39,15 @@ def create_app(settings: Settings) -> FastAPI:
             replicas=settings.replicas,
         )
         pool = await create_pool(settings.database_url, min_size=0, max_size=10)
-        js = nc.jetstream()
 
         async def stop_signal(job_id: str) -> None:
             await nc.publish(names.STOP_SIGNAL, job_id.encode())
 
-        async def queue_depth() -> dict[str, tuple[int, int]]:
-            depth: dict[str, tuple[int, int]] = {}
-            for priority in names.PRIORITIES:
-                info = await js.consumer_info(names.STREAM, names.run_consumer(priority))
-                depth[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
-            return depth
+        async def depth() -> dict[str, tuple[int, int]]:
+            return await queue_depth(nc)
 
         app.state.nc = nc
-        app.state.service = JobService(EventStore(nc), ReadModel(pool), stop_signal, queue_depth)
+        app.state.service = JobService(EventStore(nc), ReadModel(pool), stop_signal, depth)
         try:
             yield
         finally:

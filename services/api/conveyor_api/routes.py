@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -146,8 +147,6 @@ async def job_events(job_id: str, request: Request) -> EventList:
 
 
 def _data(event: object) -> dict[str, object]:
-    import msgspec
-
     data: dict[str, object] = msgspec.to_builtins(event)["data"]
     return data
 

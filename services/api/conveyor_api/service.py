@@ -22,7 +22,6 @@ from conveyor_events import (
     RestartJob,
     StopJob,
     SubmitJob,
-    fold,
 )
 from conveyor_events.jobtypes import validate_payload
 
@@ -151,10 +150,6 @@ class JobService:
         if not events:
             raise JobNotFound(f"job {job_id} not found")
         return events
-
-    async def state_from_log(self, job_id: str) -> JobState | None:
-        events = await self.store.history(job_id)
-        return fold(e.event for e in events)
 
     async def workers(self, ttl_s: float) -> list[WorkerInfo]:
         now = _now()

@@ -144,7 +144,7 @@ class Hub:
                     replayed.append((m.seq, data))
             if len(replayed) > client.limit + REPLAY_PAGE:
                 raise Overflow
-            if len(page) < REPLAY_PAGE:
+            if not page or page[-1].num_pending == 0:
                 break
             start = page[-1].seq + 1
         # Replayed frames go first; live frames queued meanwhile follow (overlap dropped).

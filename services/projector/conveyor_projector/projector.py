@@ -23,7 +23,15 @@ log = logging.getLogger("conveyor.projector")
 
 T = TypeVar("T")
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+)
+"""PostgreSQL is away: retry. Any other database error is a bug to surface, not to spin on."""
 
 
 class Rewound(Exception):

@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded, Write
 from conveyor_bus.appender import BatchAppender
+from conveyor_bus.store import CONFLICT_RETRIES
 from conveyor_bus.workers import WorkerInfo, forget_worker, publish_heartbeat
 from conveyor_events import (
     AnyCommand,
@@ -69,6 +70,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._started_at = _now()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._grace_over = False
+        self.heartbeat_s = max(0.2, min(settings.ack_wait_s / 3, 10.0))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -103,9 +106,11 @@ class Worker:
             self._slot_free.set()
 
     async def _drain(self) -> None:
+        """Let running attempts finish within the grace period, then hand back the rest."""
         deadline = time.monotonic() + self.settings.shutdown_grace_s
-        while self.running and time.monotonic() < deadline:  # noqa: ASYNC110
+        while self._reserved and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        self._grace_over = True
         for job in list(self.running.values()):
             job.cancel("shutdown")
         while self._tasks:
@@ -124,11 +129,22 @@ class Worker:
             p: await js.pull_subscribe_bind(durable=names.run_consumer(p), stream=names.STREAM)
             for p in names.PRIORITIES
         }
+        # Heartbeat at a third of the ack wait the consumers really have (another process may
+        # have created them with another setting than ours).
+        ack_waits = [
+            (await js.consumer_info(names.STREAM, names.run_consumer(p))).config.ack_wait
+            for p in names.PRIORITIES
+        ]
+        self.heartbeat_s = max(0.2, min(min(float(a or 30) for a in ack_waits) / 3, 10.0))
         while not self._stopping.is_set():
             free = self.settings.concurrency - self._reserved
             if free <= 0:
+                # Deliveries that arrived after a fetch gave up are not ours to sit on while
+                # every slot is busy (they would get no heartbeat): hand them back.
+                await _nak_all([m for s in subs.values() for m in _leftovers(s)])
                 self._slot_free.clear()
-                await self._slot_free.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), 0.5)
                 continue
             try:
                 msgs = await self._fetch(subs, min(free, 256))
@@ -136,11 +152,12 @@ class Worker:
                 log.warning("fetch failed: %s", e)
                 await asyncio.sleep(0.5)
                 continue
-            if msgs and not self._stopping.is_set():
-                self._start(msgs)
-            elif msgs:
-                for msg in msgs:
-                    await msg.nak()
+            if self._stopping.is_set():
+                await _nak_all(msgs)
+                break
+            await _nak_all(msgs[free:])
+            self._start(msgs[:free])
+        await _nak_all([m for s in subs.values() for m in _leftovers(s)])
 
     async def _fetch(self, subs: dict[names.Priority, Any], n: int) -> list[Msg]:
         """High first; only when no high command waits, regular (long-polled briefly)."""
@@ -173,6 +190,10 @@ class Worker:
             job = await self._begin(msg)
             if job is not None:
                 await self._execute(job)
+        except BusError as e:
+            log.warning("NATS unavailable while starting a job (%s); handing it back", e)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
         except Exception:
             log.exception("attempt crashed; the command will be redelivered")
         finally:
@@ -191,8 +212,17 @@ class Worker:
             if wait > 0.01:
                 await msg.nak(delay=min(wait, self.settings.ack_wait_s))
                 return None
-        loaded = await self.store.load(cmd.job_id)
-        while True:
+        if self._stopping.is_set():
+            await msg.nak()
+            return None
+        for conflict in range(CONFLICT_RETRIES):
+            loaded = await self.store.load(cmd.job_id)
+            if loaded.state is None:
+                # The command and the job's first event are written together, so an empty
+                # history is a read that missed it (a lagging replica): never ack on it.
+                log.warning("no history for %s yet; retrying later", cmd.job_id)
+                await msg.nak(delay=1.0)
+                return None
             try:
                 events = decide(self._start_command(cmd), loaded.state)
             except DomainError as e:
@@ -203,7 +233,7 @@ class Worker:
             try:
                 await self.appender.append(write)
             except ConcurrencyConflict:
-                loaded = await self.store.load(cmd.job_id)
+                await asyncio.sleep(0.005 * conflict)
                 continue
             assert loaded.state is not None
             if not isinstance(events[0], JobStarted):  # a stop won over the redelivery
@@ -211,8 +241,14 @@ class Worker:
                 return None
             state = evolve(loaded.state, events[0])
             job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
+            if (older := self.running.get(job.job_id)) is not None:
+                older.cancel("fenced")  # our own earlier attempt was taken over
             self.running[job.job_id] = job
+            if self._grace_over:
+                job.cancel("shutdown")
             return job
+        await msg.nak(delay=1.0)
+        return None
 
     def _start_command(self, cmd: RunJob) -> StartJob:
         return StartJob(
@@ -223,7 +259,10 @@ class Worker:
         try:
             command = await self._run_handler(job)
             if job.progress_task is not None:
-                await job.progress_task
+                try:
+                    await job.progress_task  # the last progress is written before the outcome
+                except Exception as e:
+                    log.warning("last progress of %s not recorded: %s", job.job_id, e)
             if job.cancel_reason == "shutdown":
                 await job.msg.nak()  # hand it back for immediate redelivery
                 return
@@ -231,7 +270,8 @@ class Worker:
                 return
             await self._settle(job, command)
         finally:
-            self.running.pop(job.job_id, None)
+            if self.running.get(job.job_id) is job:
+                del self.running[job.job_id]
 
     async def _run_handler(self, job: RunningJob) -> AnyCommand | None:
         """Run the handler; the command that settles the attempt (None: hand it back)."""
@@ -239,9 +279,14 @@ class Worker:
         if handler is None:
             message = f"worker {self.id} has no handler for {job.state.type!r}"
             return self._fail(job, ErrorInfo(type="UnknownJobType", message=message), True)
+        if job.cancel_reason is not None:
+            return None
         ctx = Context(job, self._on_progress)
-        job.handler_task = asyncio.ensure_future(handler(ctx, job.state.payload))
         timeout = job.state.timeout_s
+        try:
+            job.handler_task = asyncio.ensure_future(handler(ctx, job.state.payload))
+        except TypeError as e:  # not a coroutine function
+            return self._fail(job, ErrorInfo(type="InvalidHandler", message=str(e)), True)
         try:
             async with asyncio.timeout(timeout) as scope:
                 result = await job.handler_task
@@ -270,7 +315,9 @@ class Worker:
 
     def _failure(self, job: RunningJob, e: Exception) -> FailJob:
         tb = "".join(traceback.format_exception(e))[-_TRACEBACK_LIMIT:]
-        error = ErrorInfo(type=type(e).__name__, message=str(e) or type(e).__name__, traceback=tb)
+        error = ErrorInfo(
+            type=type(e).__name__, message=_text(str(e) or type(e).__name__), traceback=_text(tb)
+        )
         return self._fail(job, error, isinstance(e, PermanentFailure))
 
     def _fail(self, job: RunningJob, error: ErrorInfo, permanent: bool = False) -> FailJob:
@@ -310,7 +357,7 @@ class Worker:
     # -- progress ------------------------------------------------------------------------
 
     def _on_progress(self, job: RunningJob, percent: float, message: str | None) -> None:
-        job.pending_progress = (float(percent), message)
+        job.pending_progress = (float(percent), _text(message))
         if job.progress_task is None or job.progress_task.done():
             job.progress_task = asyncio.create_task(self._write_progress(job))
 
@@ -334,7 +381,8 @@ class Worker:
                     command, Loaded(job.state, job.last_seq), self.appender.append
                 )
             except ConcurrencyConflict:
-                await self._check_stop(job)
+                with contextlib.suppress(BusError):
+                    await self._check_stop(job)
                 if job.pending_progress is None and job.cancel_reason is None:
                     job.pending_progress = (percent, message)
                 continue
@@ -391,9 +439,8 @@ class Worker:
                     log.debug("stop check failed: %s", r)
 
     async def _heartbeat_loop(self) -> None:
-        interval = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.heartbeat_s)
             for job in list(self.running.values()):
                 with contextlib.suppress(Exception):
                     await job.msg.in_progress()
@@ -418,6 +465,25 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_s)
 
 
+def _leftovers(sub: Any) -> list[Msg]:
+    """Deliveries queued in a pull subscription after its fetch timed out. nats-py keeps them
+    for the next fetch; this takes them out (as its own fetch does) to hand them back."""
+    queue = sub._sub._pending_queue
+    found = []
+    while not queue.empty():
+        msg = queue.get_nowait()
+        sub._sub._pending_size -= len(msg.data)
+        if msg.reply and not (msg.headers and msg.headers.get("Status")):
+            found.append(msg)
+    return found
+
+
+async def _nak_all(msgs: Sequence[Msg]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
 def _retry_delays() -> Any:
     delay = 0.05
     while True:
@@ -426,8 +492,20 @@ def _retry_delays() -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    """Handler results go into the log as JSON; anything else becomes its repr."""
+    """Handler results go into the log as JSON (anything else becomes its repr), without NUL
+    characters, which PostgreSQL's text and jsonb cannot hold."""
     try:
-        return msgspec.json.decode(msgspec.json.encode(value))
+        value = msgspec.json.decode(msgspec.json.encode(value))
     except (TypeError, msgspec.EncodeError):
-        return repr(value)
+        value = repr(value)
+    return _text(value)
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    return value
