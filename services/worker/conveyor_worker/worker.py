@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import socket
 import time
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -23,7 +20,7 @@ from nats.aio.msg import Msg
 from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded, Write
 from conveyor_bus.appender import BatchAppender
 from conveyor_bus.store import CONFLICT_RETRIES
-from conveyor_bus.workers import WorkerInfo, forget_worker, publish_heartbeat
+from conveyor_bus.workers import forget_worker
 from conveyor_events import (
     AnyCommand,
     CompleteJob,
@@ -34,7 +31,6 @@ from conveyor_events import (
     InvalidTransition,
     JobNotFound,
     JobStarted,
-    ReportProgress,
     RunJob,
     StartJob,
     decide,
@@ -45,17 +41,15 @@ from conveyor_events import (
 from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.running import Context, RunningJob
 from conveyor_worker.settings import Settings
+from conveyor_worker.support import clean_text, jsonable, leftovers, nak_all, retry_delays, utc_now
+from conveyor_worker.watching import Watching
 
 log = logging.getLogger("conveyor.worker")
 
 _TRACEBACK_LIMIT = 8_000
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Worker:
+class Worker(Watching):
     def __init__(self, settings: Settings, nc: Client, handlers: dict[str, Handler]) -> None:
         self.settings = settings
         self.id = settings.worker_id
@@ -68,7 +62,7 @@ class Worker:
         self._reserved = 0
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._started_at = _now()
+        self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grace_over = False
         self.heartbeat_s = max(0.2, min(settings.ack_wait_s / 3, 10.0))
@@ -141,7 +135,7 @@ class Worker:
             if free <= 0:
                 # Deliveries that arrived after a fetch gave up are not ours to sit on while
                 # every slot is busy (they would get no heartbeat): hand them back.
-                await _nak_all([m for s in subs.values() for m in _leftovers(s)])
+                await nak_all([m for s in subs.values() for m in leftovers(s)])
                 self._slot_free.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._slot_free.wait(), 0.5)
@@ -153,11 +147,11 @@ class Worker:
                 await asyncio.sleep(0.5)
                 continue
             if self._stopping.is_set():
-                await _nak_all(msgs)
+                await nak_all(msgs)
                 break
-            await _nak_all(msgs[free:])
+            await nak_all(msgs[free:])
             self._start(msgs[:free])
-        await _nak_all([m for s in subs.values() for m in _leftovers(s)])
+        await nak_all([m for s in subs.values() for m in leftovers(s)])
 
     async def _fetch(self, subs: dict[names.Priority, Any], n: int) -> list[Msg]:
         """High first; only when no high command waits, regular (long-polled briefly)."""
@@ -208,7 +202,7 @@ class Worker:
             await msg.term()
             return None
         if cmd.not_before is not None:
-            wait = (cmd.not_before - _now()).total_seconds()
+            wait = (cmd.not_before - utc_now()).total_seconds()
             if wait > 0.01:
                 await msg.nak(delay=min(wait, self.settings.ack_wait_s))
                 return None
@@ -252,7 +246,7 @@ class Worker:
 
     def _start_command(self, cmd: RunJob) -> StartJob:
         return StartJob(
-            job_id=cmd.job_id, now=_now(), actor=self.actor, worker_id=self.id, run=cmd.run
+            job_id=cmd.job_id, now=utc_now(), actor=self.actor, worker_id=self.id, run=cmd.run
         )
 
     async def _execute(self, job: RunningJob) -> None:
@@ -292,15 +286,15 @@ class Worker:
                 result = await job.handler_task
             return CompleteJob(
                 job_id=job.job_id,
-                now=_now(),
+                now=utc_now(),
                 actor=self.actor,
                 attempt=job.attempt,
-                result=_jsonable(result),
+                result=jsonable(result),
             )
         except asyncio.CancelledError:
             if job.cancel_reason == "stop":
                 return ConfirmStop(
-                    job_id=job.job_id, now=_now(), actor=self.actor, attempt=job.attempt
+                    job_id=job.job_id, now=utc_now(), actor=self.actor, attempt=job.attempt
                 )
             if job.cancel_reason is not None:
                 return None
@@ -316,14 +310,16 @@ class Worker:
     def _failure(self, job: RunningJob, e: Exception) -> FailJob:
         tb = "".join(traceback.format_exception(e))[-_TRACEBACK_LIMIT:]
         error = ErrorInfo(
-            type=type(e).__name__, message=_text(str(e) or type(e).__name__), traceback=_text(tb)
+            type=type(e).__name__,
+            message=clean_text(str(e) or type(e).__name__),
+            traceback=clean_text(tb),
         )
         return self._fail(job, error, isinstance(e, PermanentFailure))
 
     def _fail(self, job: RunningJob, error: ErrorInfo, permanent: bool = False) -> FailJob:
         return FailJob(
             job_id=job.job_id,
-            now=_now(),
+            now=utc_now(),
             actor=self.actor,
             attempt=job.attempt,
             error=error,
@@ -339,7 +335,7 @@ class Worker:
     async def _settle(self, job: RunningJob, command: AnyCommand) -> None:
         """Append the attempt's outcome (fenced by the expected sequence), then ack."""
         loaded = Loaded(job.state, job.last_seq)
-        for delay in _retry_delays():
+        for delay in retry_delays():
             try:
                 await self.store.apply(command, loaded, self.appender.append)
                 break
@@ -353,159 +349,3 @@ class Worker:
                 log.warning("cannot record outcome of %s yet: %s", job.job_id, e)
                 await asyncio.sleep(delay)
         await job.msg.ack()
-
-    # -- progress ------------------------------------------------------------------------
-
-    def _on_progress(self, job: RunningJob, percent: float, message: str | None) -> None:
-        job.pending_progress = (float(percent), _text(message))
-        if job.progress_task is None or job.progress_task.done():
-            job.progress_task = asyncio.create_task(self._write_progress(job))
-
-    async def _write_progress(self, job: RunningJob) -> None:
-        while job.pending_progress is not None and job.cancel_reason is None:
-            wait = job.last_progress_at + self.settings.progress_interval_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            percent, message = job.pending_progress
-            job.pending_progress = None
-            command = ReportProgress(
-                job_id=job.job_id,
-                now=_now(),
-                actor=self.actor,
-                attempt=job.attempt,
-                progress=percent,
-                message=message,
-            )
-            try:
-                outcome = await self.store.apply(
-                    command, Loaded(job.state, job.last_seq), self.appender.append
-                )
-            except ConcurrencyConflict:
-                with contextlib.suppress(BusError):
-                    await self._check_stop(job)
-                if job.pending_progress is None and job.cancel_reason is None:
-                    job.pending_progress = (percent, message)
-                continue
-            except DomainError:
-                job.cancel("fenced")
-                return
-            except BusError as e:
-                log.warning("progress of %s not recorded: %s", job.job_id, e)
-                continue
-            job.state, job.last_seq = outcome.state, outcome.last_seq
-            job.last_progress_at = time.monotonic()
-
-    # -- stop requests, heartbeats, presence ----------------------------------------------
-
-    async def _on_stop_signal(self, msg: Msg) -> None:
-        job = self.running.get(msg.data.decode(errors="replace"))
-        if job is not None:
-            self._spawn(self._check_stop(job), "stop-check")
-
-    async def _check_stop(self, job: RunningJob) -> None:
-        """Re-read the job; cancel the handler on a stop request or when fenced off."""
-        loaded = await self.store.load(job.job_id)
-        state = loaded.state
-        if (
-            state is None
-            or state.deleted
-            or state.attempt != job.attempt
-            or state.status != "running"
-        ):
-            job.cancel("fenced")
-            return
-        job.state, job.last_seq = state, loaded.last_seq
-        if state.stop_requested:
-            log.info("stop requested for %s: cancelling attempt %d", job.job_id, job.attempt)
-            job.cancel("stop")
-
-    async def _stop_check_loop(self) -> None:
-        interval = self.settings.stop_check_s
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            due = [
-                j
-                for j in self.running.values()
-                if now - j.started >= interval
-                and j.cancel_reason is None
-                and (j.progress_task is None or j.progress_task.done())
-            ]
-            results = await asyncio.gather(
-                *(self._check_stop(j) for j in due), return_exceptions=True
-            )
-            for r in results:
-                if isinstance(r, Exception):
-                    log.debug("stop check failed: %s", r)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            for job in list(self.running.values()):
-                with contextlib.suppress(Exception):
-                    await job.msg.in_progress()
-
-    async def _presence_loop(self) -> None:
-        host = socket.gethostname()
-        while True:
-            info = WorkerInfo(
-                id=self.id,
-                host=host,
-                pid=os.getpid(),
-                started_at=self._started_at,
-                last_heartbeat_at=_now(),
-                concurrency=self.settings.concurrency,
-                running=sorted(self.running),
-                stopping=self._stopping.is_set(),
-            )
-            try:
-                await publish_heartbeat(self.nc, info)
-            except Exception as e:
-                log.debug("heartbeat not published: %s", e)
-            await asyncio.sleep(self.settings.heartbeat_s)
-
-
-def _leftovers(sub: Any) -> list[Msg]:
-    """Deliveries queued in a pull subscription after its fetch timed out. nats-py keeps them
-    for the next fetch; this takes them out (as its own fetch does) to hand them back."""
-    queue = sub._sub._pending_queue
-    found = []
-    while not queue.empty():
-        msg = queue.get_nowait()
-        sub._sub._pending_size -= len(msg.data)
-        if msg.reply and not (msg.headers and msg.headers.get("Status")):
-            found.append(msg)
-    return found
-
-
-async def _nak_all(msgs: Sequence[Msg]) -> None:
-    for msg in msgs:
-        with contextlib.suppress(Exception):
-            await msg.nak()
-
-
-def _retry_delays() -> Any:
-    delay = 0.05
-    while True:
-        yield delay
-        delay = min(delay * 2, 2.0)
-
-
-def _jsonable(value: Any) -> Any:
-    """Handler results go into the log as JSON (anything else becomes its repr), without NUL
-    characters, which PostgreSQL's text and jsonb cannot hold."""
-    try:
-        value = msgspec.json.decode(msgspec.json.encode(value))
-    except (TypeError, msgspec.EncodeError):
-        value = repr(value)
-    return _text(value)
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_text(v) for v in value]
-    if isinstance(value, dict):
-        return {_text(k): _text(v) for k, v in value.items()}
-    return value

@@ -1,0 +1,153 @@
+"""The parts of a worker that watch its running attempts: progress events (coalesced),
+stop requests, ack-wait heartbeats and the worker's presence heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded
+from conveyor_bus.appender import BatchAppender
+from conveyor_bus.workers import WorkerInfo, publish_heartbeat
+from conveyor_events import DomainError, ReportProgress
+from conveyor_worker.running import RunningJob
+from conveyor_worker.settings import Settings
+from conveyor_worker.support import clean_text, utc_now
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Watching:
+    id: str
+    actor: str
+    settings: Settings
+    nc: Client
+    store: EventStore
+    appender: BatchAppender
+    running: dict[str, RunningJob]
+    heartbeat_s: float
+    _stopping: asyncio.Event
+    _started_at: datetime
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        raise NotImplementedError
+
+    # -- progress ------------------------------------------------------------------------
+
+    def _on_progress(self, job: RunningJob, percent: float, message: str | None) -> None:
+        job.pending_progress = (float(percent), clean_text(message))
+        if job.progress_task is None or job.progress_task.done():
+            job.progress_task = asyncio.create_task(self._write_progress(job))
+
+    async def _write_progress(self, job: RunningJob) -> None:
+        while job.pending_progress is not None and job.cancel_reason is None:
+            wait = job.last_progress_at + self.settings.progress_interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            percent, message = job.pending_progress
+            job.pending_progress = None
+            command = ReportProgress(
+                job_id=job.job_id,
+                now=utc_now(),
+                actor=self.actor,
+                attempt=job.attempt,
+                progress=percent,
+                message=message,
+            )
+            try:
+                outcome = await self.store.apply(
+                    command, Loaded(job.state, job.last_seq), self.appender.append
+                )
+            except ConcurrencyConflict:
+                with contextlib.suppress(BusError):
+                    await self._check_stop(job)
+                if job.pending_progress is None and job.cancel_reason is None:
+                    job.pending_progress = (percent, message)
+                continue
+            except DomainError:
+                job.cancel("fenced")
+                return
+            except BusError as e:
+                log.warning("progress of %s not recorded: %s", job.job_id, e)
+                continue
+            job.state, job.last_seq = outcome.state, outcome.last_seq
+            job.last_progress_at = time.monotonic()
+
+    # -- stop requests, heartbeats, presence ----------------------------------------------
+
+    async def _on_stop_signal(self, msg: Msg) -> None:
+        job = self.running.get(msg.data.decode(errors="replace"))
+        if job is not None:
+            self._spawn(self._check_stop(job), "stop-check")
+
+    async def _check_stop(self, job: RunningJob) -> None:
+        """Re-read the job; cancel the handler on a stop request or when fenced off."""
+        loaded = await self.store.load(job.job_id)
+        state = loaded.state
+        if (
+            state is None
+            or state.deleted
+            or state.attempt != job.attempt
+            or state.status != "running"
+        ):
+            job.cancel("fenced")
+            return
+        job.state, job.last_seq = state, loaded.last_seq
+        if state.stop_requested:
+            log.info("stop requested for %s: cancelling attempt %d", job.job_id, job.attempt)
+            job.cancel("stop")
+
+    async def _stop_check_loop(self) -> None:
+        interval = self.settings.stop_check_s
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = [
+                j
+                for j in self.running.values()
+                if now - j.started >= interval
+                and j.cancel_reason is None
+                and (j.progress_task is None or j.progress_task.done())
+            ]
+            results = await asyncio.gather(
+                *(self._check_stop(j) for j in due), return_exceptions=True
+            )
+            for r in results:
+                if isinstance(r, Exception):
+                    log.debug("stop check failed: %s", r)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            for job in list(self.running.values()):
+                with contextlib.suppress(Exception):
+                    await job.msg.in_progress()
+
+    async def _presence_loop(self) -> None:
+        host = socket.gethostname()
+        while True:
+            info = WorkerInfo(
+                id=self.id,
+                host=host,
+                pid=os.getpid(),
+                started_at=self._started_at,
+                last_heartbeat_at=utc_now(),
+                concurrency=self.settings.concurrency,
+                running=sorted(self.running),
+                stopping=self._stopping.is_set(),
+            )
+            try:
+                await publish_heartbeat(self.nc, info)
+            except Exception as e:
+                log.debug("heartbeat not published: %s", e)
+            await asyncio.sleep(self.settings.heartbeat_s)
