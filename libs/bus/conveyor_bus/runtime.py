@@ -10,6 +10,8 @@ from typing import Any
 from nats.aio.client import Client
 
 from conveyor_bus.connection import connect
+from conveyor_bus.settings import BusSettings
+from conveyor_bus.topology import ensure_topology
 
 log = logging.getLogger("conveyor.bus")
 
@@ -41,3 +43,15 @@ async def connect_when_ready(url: str, name: str, timeout_s: float = 60.0) -> Cl
                 raise
             log.warning("waiting for NATS at %s: %s", url, e)
             await asyncio.sleep(0.5)
+
+
+async def bootstrap(settings: BusSettings, name: str) -> Client:
+    """Connect (waiting for NATS) and create whatever of the topology is missing."""
+    nc = await connect_when_ready(settings.nats_url, name)
+    await ensure_topology(
+        nc,
+        ack_wait_s=settings.ack_wait_s,
+        worker_ttl_s=settings.worker_ttl_s,
+        replicas=settings.replicas,
+    )
+    return nc

@@ -12,28 +12,19 @@ from typing import Any
 import asyncpg
 import msgspec
 from nats.aio.client import Client
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor_bus import DirectGetter, connect, ensure_topology
 from conveyor_bus.reader import LogReader, last_event_sequence
+from conveyor_bus.settings import BusSettings
 from conveyor_db import ReadModel, create_pool, migrate, reset
+from conveyor_db.settings import DatabaseSettings
 from conveyor_events import AnyEvent, JobState, decode_event, fold, names
 from conveyor_events.invariants import history_problems
 from conveyor_projector.projector import Projector
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54320/conveyor"
 
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
-
-    nats_url: str = Field(DEFAULT_NATS_URL, validation_alias=AliasChoices("NATS_URL"))
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL"))
-    ack_wait_s: float = 30.0
-    worker_ttl_s: float = 15.0
-    replicas: int = 1
+class Settings(BusSettings, DatabaseSettings):
+    """``conveyor migrate | replay | verify``: ``NATS_URL``, ``DATABASE_URL``, ``CONVEYOR_*``."""
 
 
 def run(command: str) -> int:

@@ -17,8 +17,8 @@ from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
-from conveyor_bus import EventStore, ensure_topology
-from conveyor_bus.runtime import connect_when_ready
+from conveyor_bus import EventStore
+from conveyor_bus.runtime import bootstrap
 from conveyor_bus.topology import queue_depth
 from conveyor_db import ReadModel, create_pool
 from conveyor_events import names
@@ -31,13 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect_when_ready(settings.nats_url, "conveyor-api")
-        await ensure_topology(
-            nc,
-            ack_wait_s=settings.ack_wait_s,
-            worker_ttl_s=settings.worker_ttl_s,
-            replicas=settings.replicas,
-        )
+        nc = await bootstrap(settings, "conveyor-api")
         pool = await create_pool(settings.database_url, min_size=0, max_size=10)
 
         async def stop_signal(job_id: str) -> None:

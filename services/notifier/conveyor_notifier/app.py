@@ -29,8 +29,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from conveyor_bus import BusError, ensure_topology
-from conveyor_bus.runtime import connect_when_ready
+from conveyor_bus import BusError
+from conveyor_bus.runtime import bootstrap
 from conveyor_notifier.hub import Client_, Hub, Overflow
 from conveyor_notifier.settings import Settings
 
@@ -133,13 +133,7 @@ async def serve_forever(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    nc = await connect_when_ready(settings.nats_url, "conveyor-notifier")
-    await ensure_topology(
-        nc,
-        ack_wait_s=settings.ack_wait_s,
-        worker_ttl_s=settings.worker_ttl_s,
-        replicas=settings.replicas,
-    )
+    nc = await bootstrap(settings, "conveyor-notifier")
     hub = Hub(nc, settings.client_buffer)
     await hub.start()
     notifier = Notifier(hub, settings.socket_send_buffer)

@@ -9,8 +9,7 @@ import signal
 
 import asyncpg
 
-from conveyor_bus import ensure_topology
-from conveyor_bus.runtime import configure_logging, connect_when_ready, run
+from conveyor_bus.runtime import bootstrap, configure_logging, run
 from conveyor_db import create_pool, migrate
 from conveyor_projector.projector import Projector
 from conveyor_projector.settings import Settings
@@ -41,13 +40,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    nc = await connect_when_ready(settings.nats_url, "conveyor-projector")
-    await ensure_topology(
-        nc,
-        ack_wait_s=settings.ack_wait_s,
-        worker_ttl_s=settings.worker_ttl_s,
-        replicas=settings.replicas,
-    )
+    nc = await bootstrap(settings, "conveyor-projector")
     await migrate_when_ready(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     projector = Projector(

@@ -7,8 +7,7 @@ import contextlib
 import logging
 import signal
 
-from conveyor_bus import ensure_topology
-from conveyor_bus.runtime import configure_logging, connect_when_ready, run
+from conveyor_bus.runtime import bootstrap, configure_logging, run
 from conveyor_worker.handlers import BUILTIN
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
@@ -21,13 +20,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_early.set)
-    nc = await connect_when_ready(settings.nats_url, f"conveyor-worker-{settings.worker_id}")
-    await ensure_topology(
-        nc,
-        ack_wait_s=settings.ack_wait_s,
-        worker_ttl_s=settings.worker_ttl_s,
-        replicas=settings.replicas,
-    )
+    nc = await bootstrap(settings, f"conveyor-worker-{settings.worker_id}")
     worker = Worker(settings, nc, dict(BUILTIN))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.shutdown)

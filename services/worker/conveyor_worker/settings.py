@@ -3,26 +3,22 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from conveyor_bus.settings import BusSettings
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
 
 
-class Settings(BaseSettings):
+class Settings(BusSettings):
     """The worker's settings: ``CONVEYOR_*`` environment variables, plus ``NATS_URL``."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
-
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL"))
     worker_id: str = Field(default_factory=_default_worker_id)
     concurrency: int = Field(4, ge=1, le=10_000)
-    ack_wait_s: float = Field(30.0, gt=0)
-    """How long a run command may go without a heartbeat before it is redelivered."""
     heartbeat_s: float = Field(5.0, gt=0)
-    worker_ttl_s: float = Field(15.0, gt=0)
+    """How often the worker publishes its presence (GET /workers)."""
     shutdown_grace_s: float = Field(20.0, ge=0)
     retry_base_s: float = Field(1.0, ge=0)
     retry_cap_s: float = Field(300.0, ge=0)
@@ -30,5 +26,3 @@ class Settings(BaseSettings):
     """Progress events are coalesced to at most one per interval per job."""
     stop_check_s: float = Field(1.0, gt=0)
     idle_poll_s: float = Field(0.25, gt=0)
-    replicas: int = 1
-    log_level: str = "info"

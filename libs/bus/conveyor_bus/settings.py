@@ -1,0 +1,22 @@
+"""Settings every process that talks to NATS shares (``CONVEYOR_*``, plus ``NATS_URL``)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+"""Where ``make up`` runs its nats-server."""
+
+
+class BusSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    nats_url: str = Field(DEFAULT_NATS_URL, validation_alias=AliasChoices("NATS_URL"))
+    ack_wait_s: float = Field(30.0, gt=0)
+    """How long a run command may go without an ack or heartbeat before it is redelivered."""
+    worker_ttl_s: float = Field(15.0, gt=0)
+    """A worker that has not heartbeated for this long leaves the list of live workers."""
+    replicas: int = Field(1, ge=1)
+    """Replicas of the streams (3 in a NATS cluster)."""
+    log_level: str = "info"
