@@ -2,6 +2,7 @@
 
 from conveyor_db.migrations import migrate
 from conveyor_db.readmodel import (
+    CONNECTION_ERRORS,
     DatabaseUnavailable,
     JobFilter,
     Page,
@@ -14,6 +15,7 @@ from conveyor_db.readmodel import (
 )
 
 __all__ = [
+    "CONNECTION_ERRORS",
     "DatabaseUnavailable",
     "JobFilter",
     "Page",

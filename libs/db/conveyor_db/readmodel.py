@@ -55,7 +55,7 @@ async def create_pool(
     return pool
 
 
-_DB_ERRORS = (
+CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
@@ -79,7 +79,7 @@ class ReadModel:
             async with asyncio.timeout(self._timeout):
                 rows: list[asyncpg.Record] = await self.pool.fetch(sql, *args)
                 return rows
-        except _DB_ERRORS as e:
+        except CONNECTION_ERRORS as e:
             raise DatabaseUnavailable(f"PostgreSQL is unavailable: {e}") from e
 
     async def get(self, job_id: str) -> JobState | None:

@@ -15,23 +15,13 @@ from nats.aio.client import Client
 
 from conveyor_bus import BusError, StoredMsg
 from conveyor_bus.reader import LogReader
-from conveyor_db import load_states, lock_checkpoint, save_projection
+from conveyor_db import CONNECTION_ERRORS, load_states, lock_checkpoint, save_projection
 from conveyor_events import AnyEvent, decode_event, names
 from conveyor_projector.projection import project
 
 log = logging.getLogger("conveyor.projector")
 
 T = TypeVar("T")
-
-_DB_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
-)
-"""PostgreSQL is away: retry. Any other database error is a bug to surface, not to spin on."""
 
 
 class Rewound(Exception):
@@ -131,7 +121,7 @@ async def _retry(action: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
     while True:
         try:
             return await action()
-        except _DB_ERRORS as e:
+        except CONNECTION_ERRORS as e:  # PostgreSQL is away: retry; other errors surface
             if stop.is_set():
                 raise
             log.warning("PostgreSQL unavailable (%s); retrying in %.1fs", e, delay)
