@@ -8,7 +8,7 @@ import re
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+JOB_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def new_job_id(now_ms: int | None = None) -> str:
@@ -22,4 +22,4 @@ def new_job_id(now_ms: int | None = None) -> str:
 
 
 def is_job_id(text: str) -> bool:
-    return JOB_ID.match(text) is not None
+    return JOB_ID.fullmatch(text) is not None

@@ -36,7 +36,7 @@ from conveyor_notifier.settings import Settings
 
 log = logging.getLogger("conveyor.notifier")
 
-_JOB_ID = re.compile(r"^[0-9A-Z]{26}$")
+_JOB_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
 
@@ -121,9 +121,9 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
 
 
 def _check(job_id: str | None, since: str | None) -> str | None:
-    if job_id is not None and not _JOB_ID.match(job_id):
+    if job_id is not None and not _JOB_ID.fullmatch(job_id):
         return f"job_id: {job_id[:40]!r} is not a job id"
-    if since is not None and (not since.isdigit() or len(since) > 19):
+    if since is not None and (not since.isascii() or not since.isdigit() or len(since) > 19):
         return f"since: {since[:40]!r} is not a sequence number (a non-negative integer)"
     return None
 

@@ -329,7 +329,8 @@ class Worker(Watching):
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
-        ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2 ** (attempt - 1))
+        exponent = min(max(attempt - 1, 0), 64)  # 2**64 times any base is past any cap
+        ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2**exponent)
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
     async def _settle(self, job: RunningJob, command: AnyCommand) -> None:

@@ -1,0 +1,290 @@
+"""``project(states, events)``: the read model is the fold of the log, however the log is cut
+into batches. The projector loads the rows a batch touches, projects, then upserts and deletes;
+``replay`` below is that loop over a dict standing in for the ``jobs`` table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import combinations, pairwise
+
+import pytest
+
+from conveyor_events import (
+    AnyEvent,
+    ErrorInfo,
+    JobCompleted,
+    JobDeleted,
+    JobFailed,
+    JobProgressed,
+    JobRestarted,
+    JobStarted,
+    JobState,
+    JobStopped,
+    JobSubmitted,
+    fold,
+)
+from conveyor_events.events import (
+    CompletedData,
+    FailedData,
+    ProgressedData,
+    StartedData,
+    StoppedData,
+    SubmittedData,
+)
+from conveyor_events.invariants import history_problems
+from conveyor_projector.projection import project
+
+pytestmark = pytest.mark.unit
+
+A = "01JDQ5N3X8W4Y6Z7A9B2C3D4EA"
+B = "01JDQ5N3X8W4Y6Z7A9B2C3D4EB"
+C = "01JDQ5N3X8W4Y6Z7A9B2C3D4EC"
+UNKNOWN = "01JDQ5N3X8W4Y6Z7A9B2C3D4EZ"
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+USER = "user:alice"
+WORKER = "worker:w-1"
+
+Batch = Sequence[tuple[int, AnyEvent]]
+
+
+def at(second: int) -> datetime:
+    return T0 + timedelta(seconds=second)
+
+
+def submitted(job: str, second: int) -> JobSubmitted:
+    data = SubmittedData(type="sleep", payload={"seconds": 1}, max_attempts=2)
+    return JobSubmitted(job_id=job, at=at(second), actor=USER, data=data)
+
+
+def started(job: str, second: int, attempt: int, run: int = 1) -> JobStarted:
+    data = StartedData(attempt=attempt, worker_id="w-1", run=run)
+    return JobStarted(job_id=job, at=at(second), actor=WORKER, data=data)
+
+
+def progressed(job: str, second: int, attempt: int, progress: float) -> JobProgressed:
+    data = ProgressedData(attempt=attempt, progress=progress, message=f"{progress}%")
+    return JobProgressed(job_id=job, at=at(second), actor=WORKER, data=data)
+
+
+def completed(job: str, second: int, attempt: int) -> JobCompleted:
+    data = CompletedData(attempt=attempt, result={"ok": True})
+    return JobCompleted(job_id=job, at=at(second), actor=WORKER, data=data)
+
+
+def failed_retry(job: str, second: int, attempt: int) -> JobFailed:
+    data = FailedData(
+        attempt=attempt,
+        error=ErrorInfo(type="OSError", message="disk full"),
+        retry=True,
+        retry_at=at(second + 10),
+    )
+    return JobFailed(job_id=job, at=at(second), actor=WORKER, data=data)
+
+
+def stopped_pending(job: str, second: int) -> JobStopped:
+    return JobStopped(job_id=job, at=at(second), actor=USER, data=StoppedData(attempt=None))
+
+
+def restarted(job: str, second: int) -> JobRestarted:
+    return JobRestarted(job_id=job, at=at(second), actor=USER)
+
+
+def deleted(job: str, second: int) -> JobDeleted:
+    return JobDeleted(job_id=job, at=at(second), actor=USER)
+
+
+def stream() -> list[tuple[int, AnyEvent]]:
+    """Three interleaved jobs: A fails once then completes, B completes and is deleted, C is
+    stopped while pending, restarted and started again."""
+    events: list[AnyEvent] = [
+        submitted(A, 0),
+        submitted(B, 1),
+        started(A, 2, attempt=1),
+        started(B, 3, attempt=1),
+        progressed(A, 4, attempt=1, progress=50),
+        submitted(C, 5),
+        failed_retry(A, 6, attempt=1),
+        completed(B, 7, attempt=1),
+        stopped_pending(C, 8),
+        started(A, 9, attempt=2, run=2),
+        deleted(B, 10),
+        restarted(C, 11),
+        completed(A, 12, attempt=2),
+        started(C, 13, attempt=1, run=2),
+    ]
+    return list(enumerate(events, start=1))
+
+
+def history(job: str, events: Batch) -> list[AnyEvent]:
+    return [e for _, e in events if e.job_id == job]
+
+
+def expected_table(events: Batch) -> dict[str, JobState]:
+    """The rows the read model should hold: the fold of each job's history, minus deleted
+    jobs."""
+    table = {}
+    for job in dict.fromkeys(e.job_id for _, e in events):
+        state = fold(history(job, events))
+        assert state is not None
+        if not state.deleted:
+            table[job] = state
+    return table
+
+
+def replay(batches: Sequence[Batch]) -> tuple[dict[str, JobState], list[int]]:
+    """What the projector does per batch, over a dict as the ``jobs`` table: load the touched
+    rows, project, upsert and delete. Returns the table and the skipped sequences."""
+    table: dict[str, JobState] = {}
+    skipped: list[int] = []
+    for batch in batches:
+        touched = {e.job_id for _, e in batch}
+        states = {job: table[job] for job in touched if job in table}
+        changes = project(states, batch)
+        assert not changes.upserts.keys() & changes.deletes
+        table.update(changes.upserts)
+        for job in changes.deletes:
+            table.pop(job, None)
+        skipped += [seq for seq, _ in changes.skipped]
+    return table, skipped
+
+
+def split(events: Batch, points: Sequence[int]) -> list[Batch]:
+    bounds = [0, *points, len(events)]
+    return [events[lo:hi] for lo, hi in pairwise(bounds)]
+
+
+def test_the_stream_is_a_valid_history() -> None:
+    events = stream()
+    for job in (A, B, C):
+        assert history_problems(history(job, events)) == []
+
+
+def test_one_batch_yields_the_fold_of_each_job() -> None:
+    events = stream()
+    states: dict[str, JobState] = {}
+
+    changes = project(states, events)
+
+    assert changes.upserts == expected_table(events)
+    assert changes.deletes == {B}
+    assert changes.skipped == []
+    for job in (A, B, C):
+        assert states[job] == fold(history(job, events))
+
+
+def test_states_are_updated_in_place_and_untouched_rows_are_left_alone() -> None:
+    other = fold([submitted(UNKNOWN, 0)])
+    assert other is not None
+    states: dict[str, JobState] = {UNKNOWN: other}
+    events = stream()
+
+    changes = project(states, events[:1])
+
+    assert states[A] == fold([events[0][1]])
+    assert states[UNKNOWN] is other
+    assert UNKNOWN not in changes.upserts
+
+
+@pytest.mark.parametrize("size", range(1, 15))
+def test_batches_applied_in_order_equal_the_fold(size: int) -> None:
+    events = stream()
+    states: dict[str, JobState] = {}
+    for lo in range(0, len(events), size):
+        changes = project(states, events[lo : lo + size])
+        assert changes.skipped == []
+
+    for job in (A, B, C):
+        assert states[job] == fold(history(job, events))
+
+
+@pytest.mark.parametrize("size", range(1, 15))
+def test_batches_of_any_size_leave_the_same_table(size: int) -> None:
+    events = stream()
+    batches = [events[lo : lo + size] for lo in range(0, len(events), size)]
+
+    assert replay(batches) == (expected_table(events), [])
+
+
+def test_a_job_submitted_and_deleted_within_one_batch_ends_in_deletes_only() -> None:
+    events: list[tuple[int, AnyEvent]] = [
+        (1, submitted(B, 1)),
+        (2, started(B, 2, attempt=1)),
+        (3, completed(B, 3, attempt=1)),
+        (4, deleted(B, 4)),
+    ]
+
+    changes = project({}, events)
+
+    assert changes.upserts == {}
+    assert changes.deletes == {B}
+    assert changes.skipped == []
+
+
+def test_a_delete_removes_a_row_written_in_an_earlier_batch() -> None:
+    events = [(i, e) for i, e in enumerate(history(B, stream()), start=1)]
+
+    table, skipped = replay([events[:-1], events[-1:]])
+
+    assert table == {}
+    assert skipped == []
+
+
+def test_a_deleted_job_stays_deleted_beside_live_jobs_in_the_same_batch() -> None:
+    events: list[tuple[int, AnyEvent]] = [
+        (1, submitted(A, 1)),
+        (2, submitted(B, 2)),
+        (3, stopped_pending(B, 3)),
+        (4, deleted(B, 4)),
+        (5, started(A, 5, attempt=1)),
+    ]
+
+    changes = project({}, events)
+
+    assert set(changes.upserts) == {A}
+    assert changes.upserts[A].status == "running"
+    assert changes.deletes == {B}
+
+
+def test_an_event_that_cannot_be_applied_is_skipped_and_the_rest_still_apply() -> None:
+    events: list[tuple[int, AnyEvent]] = [
+        (7, started(UNKNOWN, 0, attempt=1)),
+        (8, submitted(A, 1)),
+        (9, submitted(A, 2)),
+        (10, started(A, 3, attempt=1)),
+    ]
+    states: dict[str, JobState] = {}
+
+    changes = project(states, events)
+
+    assert [seq for seq, _ in changes.skipped] == [7, 9]
+    first, second = (reason for _, reason in changes.skipped)
+    assert "before job.submitted" in first and UNKNOWN in first
+    assert "submitted twice" in second and A in second
+    assert changes.upserts == {A: fold([events[1][1], events[3][1]])}
+    assert changes.deletes == set()
+    assert UNKNOWN not in states
+
+
+def test_events_after_a_delete_in_a_later_batch_are_skipped() -> None:
+    events = [(i, e) for i, e in enumerate(history(B, stream()), start=1)]
+    late: tuple[int, AnyEvent] = (len(events) + 1, restarted(B, 99))
+
+    table, skipped = replay([events, [late]])
+
+    assert table == {}
+    assert skipped == [late[0]]
+
+
+def test_splitting_the_stream_at_any_one_point_gives_the_same_table() -> None:
+    events = stream()
+    expected = expected_table(events)
+    for point in range(len(events) + 1):
+        assert replay(split(events, [point])) == (expected, []), f"split at {point}"
+
+
+def test_splitting_the_stream_at_any_two_points_gives_the_same_table() -> None:
+    events = stream()
+    expected = expected_table(events)
+    for points in combinations(range(1, len(events)), 2):
+        assert replay(split(events, points)) == (expected, []), f"split at {points}"
