@@ -251,3 +251,13 @@ def test_workers_stats_health_metrics(system: System) -> None:
     assert "conveyor_jobs_submitted_total" in metrics
     assert system.http.get("/docs").status_code == 200
     assert system.http.get("/openapi.json").json()["paths"]["/api/v1/jobs"]
+
+
+def test_progress_is_coalesced_and_the_last_value_written(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 1.0, "steps": 200})
+    system.wait_for(job["id"], "completed")
+    progressed = [e for e in system.events(job["id"]) if e["type"] == "job.progressed"]
+    # 200 reports over one second, at most one event per 0.25 s (plus the first and the last)
+    assert 2 <= len(progressed) <= 7, len(progressed)
+    assert progressed[-1]["data"]["progress"] == 100.0
+    assert progressed[-1]["data"]["message"] == "step 200/200"
