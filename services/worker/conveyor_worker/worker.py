@@ -334,14 +334,18 @@ class Worker(Watching):
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
     async def _settle(self, job: RunningJob, command: AnyCommand) -> None:
-        """Append the attempt's outcome (fenced by the expected sequence), then ack."""
-        loaded = Loaded(job.state, job.last_seq)
+        """Append the attempt's outcome (fenced by the expected sequence), then ack. While
+        NATS is away it keeps trying (the attempt keeps its heartbeat), so a finished
+        handler is not run again."""
+        loaded: Loaded | None = Loaded(job.state, job.last_seq)
         for delay in retry_delays():
             try:
+                if loaded is None:
+                    loaded = await self.store.load(job.job_id)
                 await self.store.apply(command, loaded, self.appender.append)
                 break
             except ConcurrencyConflict:
-                loaded = await self.store.load(job.job_id)
+                loaded = None  # someone appended (a stop request): decide again on a fresh read
             except (InvalidTransition, JobNotFound) as e:
                 # Fenced off: another worker owns the job now; its delivery is not ours to ack.
                 log.warning("attempt %d of %s fenced off: %s", job.attempt, job.job_id, e)
