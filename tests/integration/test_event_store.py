@@ -137,6 +137,11 @@ async def test_history_longer_than_one_read(nc: Client) -> None:
     history = await store.history(job_id)
     assert len(history) == 1102
     assert fold(e.event for e in history) == outcome.state
+    # reading only what follows a known position gives the same state
+    early = fold(e.event for e in history[:50])
+    assert early is not None
+    refreshed = await store.refresh(Loaded(early, history[49].seq))
+    assert refreshed == await store.load(job_id) == Loaded(outcome.state, outcome.last_seq)
 
 
 async def test_a_failed_read_is_an_error_not_an_empty_history(nc: Client) -> None:

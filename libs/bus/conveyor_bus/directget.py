@@ -103,10 +103,12 @@ class DirectGetter:
             raise BusUnavailable(f"direct get on {stream}: {pending.error}")
         return pending.msgs
 
-    async def all_by_subject(self, stream: str, subject: str, page: int = 1000) -> list[StoredMsg]:
-        """Every message stored on ``subject`` (which may be a wildcard), oldest first."""
+    async def all_by_subject(
+        self, stream: str, subject: str, page: int = 1000, start: int = 1
+    ) -> list[StoredMsg]:
+        """Every message stored on ``subject`` (which may be a wildcard) from sequence
+        ``start`` on, oldest first."""
         out: list[StoredMsg] = []
-        start = 1
         while True:
             got = await self.batch(stream, {"seq": start, "next_by_subj": subject, "batch": page})
             out.extend(got)

@@ -104,9 +104,11 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def history(self, job_id: str) -> list[StoredEvent]:
-        """Every event of a job, in order (also after it was deleted)."""
-        msgs = await self._getter.all_by_subject(names.STREAM, names.event_subject(job_id))
+    async def history(self, job_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        """Every event of a job after ``after_seq``, in order (also after it was deleted)."""
+        msgs = await self._getter.all_by_subject(
+            names.STREAM, names.event_subject(job_id), start=after_seq + 1
+        )
         return [StoredEvent(m.seq, decode_event(m.data)) for m in msgs]
 
     async def load(self, job_id: str) -> Loaded:
@@ -114,6 +116,16 @@ class EventStore:
         if not events:
             return Loaded(None, 0)
         return Loaded(fold(e.event for e in events), events[-1].seq)
+
+    async def refresh(self, loaded: Loaded) -> Loaded:
+        """``loaded`` brought up to date by reading only the events after it."""
+        if loaded.state is None:
+            raise ValueError("refresh needs a loaded job")
+        events = await self.history(loaded.state.id, after_seq=loaded.last_seq)
+        state = loaded.state
+        for e in events:
+            state = evolve(state, e.event)
+        return Loaded(state, events[-1].seq if events else loaded.last_seq)
 
     async def last_message(self, subject: str) -> StoredMsg | None:
         got = await self._getter.batch(names.STREAM, {"last_by_subj": subject})

@@ -91,8 +91,9 @@ class Watching:
             self._spawn(self._check_stop(job), "stop-check")
 
     async def _check_stop(self, job: RunningJob) -> None:
-        """Re-read the job; cancel the handler on a stop request or when fenced off."""
-        loaded = await self.store.load(job.job_id)
+        """Read what was appended to the job since our last append; cancel the handler on a
+        stop request or when fenced off."""
+        loaded = await self.store.refresh(Loaded(job.state, job.last_seq))
         state = loaded.state
         if (
             state is None

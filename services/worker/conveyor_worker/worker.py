@@ -341,7 +341,7 @@ class Worker(Watching):
         for delay in retry_delays():
             try:
                 if loaded is None:
-                    loaded = await self.store.load(job.job_id)
+                    loaded = await self.store.refresh(Loaded(job.state, job.last_seq))
                 await self.store.apply(command, loaded, self.appender.append)
                 break
             except ConcurrencyConflict:
