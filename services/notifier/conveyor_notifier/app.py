@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
 import socket
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from conveyor_bus import BusError
-from conveyor_bus.runtime import bootstrap
+from conveyor_bus.runtime import bootstrap, stop_on_signals
 from conveyor_notifier.hub import Client_, Hub, Overflow
 from conveyor_notifier.settings import Settings
 
@@ -129,10 +128,7 @@ def _check(job_id: str | None, since: str | None) -> str | None:
 
 
 async def serve_forever(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     nc = await bootstrap(settings, "conveyor-notifier")
     hub = Hub(nc, settings.client_buffer)
     await hub.start()

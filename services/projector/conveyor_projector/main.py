@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 import asyncpg
 
-from conveyor_bus.runtime import bootstrap, configure_logging, run
+from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
 from conveyor_db import create_pool, migrate
 from conveyor_projector.projector import Projector
 from conveyor_projector.settings import Settings
@@ -36,10 +35,7 @@ async def migrate_when_ready(url: str, timeout_s: float = 60.0) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     nc = await bootstrap(settings, "conveyor-projector")
     await migrate_when_ready(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)

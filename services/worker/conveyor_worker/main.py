@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
-from conveyor_bus.runtime import bootstrap, configure_logging, run
+from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
 from conveyor_worker.handlers import BUILTIN
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
@@ -16,19 +15,19 @@ log = logging.getLogger("conveyor.worker")
 
 
 async def serve(settings: Settings) -> None:
-    stop_early = asyncio.Event()  # a SIGTERM before the worker exists
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_early.set)
+    stop = stop_on_signals()
     nc = await bootstrap(settings, f"conveyor-worker-{settings.worker_id}")
     worker = Worker(settings, nc, dict(BUILTIN))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.shutdown)
-    if stop_early.is_set():
+
+    async def relay() -> None:
+        await stop.wait()
         worker.shutdown()
+
+    relay_task = asyncio.create_task(relay())
     try:
         await worker.run()
     finally:
+        relay_task.cancel()
         with contextlib.suppress(Exception):
             await nc.close()
 
