@@ -9,7 +9,9 @@ PYTEST_ARGS ?=
 .PHONY: up test check lint typecheck format venv clean unit integration e2e browser
 
 $(UV):
-	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m pip install --user --quiet uv \
+	  || $(PYTHON) -m pip install --quiet uv \
+	  || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
 venv: $(UV)
 	@UV=$$(command -v uv || echo $(UV)); $$UV sync --frozen --quiet
