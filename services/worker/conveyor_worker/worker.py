@@ -49,6 +49,18 @@ log = logging.getLogger("conveyor.worker")
 _TRACEBACK_LIMIT = 8_000
 
 
+HIGH_POLL_S = 0.02
+"""How long a worker waits for a high command before it looks at the regular queue."""
+
+
+async def _poll(sub: Any, n: int, timeout: float) -> list[Msg]:
+    try:
+        msgs: list[Msg] = await sub.fetch(n, timeout=timeout)
+    except (nats.errors.TimeoutError, TimeoutError):
+        return []
+    return msgs
+
+
 class Worker(Watching):
     def __init__(self, settings: Settings, nc: Client, handlers: dict[str, Handler]) -> None:
         self.settings = settings
@@ -155,18 +167,13 @@ class Worker(Watching):
 
     async def _fetch(self, subs: dict[names.Priority, Any], n: int) -> list[Msg]:
         """High first; only when no high command waits, regular (long-polled briefly)."""
-        polls: tuple[tuple[names.Priority, float], ...] = (
-            ("high", 0.005),
-            ("regular", self.settings.idle_poll_s),
-        )
-        for priority, timeout in polls:
-            try:
-                msgs: list[Msg] = await subs[priority].fetch(n, timeout=timeout)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            if msgs:
-                return msgs
-        return []
+        high = await _poll(subs["high"], n, HIGH_POLL_S)
+        if not high and subs["high"].pending_msgs:
+            # a high command arrived just after the poll gave up: take it before any regular
+            high = await _poll(subs["high"], n, HIGH_POLL_S)
+        if high:
+            return high
+        return await _poll(subs["regular"], n, self.settings.idle_poll_s)
 
     def _start(self, msgs: Sequence[Msg]) -> None:
         for msg in msgs:
