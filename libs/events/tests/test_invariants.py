@@ -4,88 +4,23 @@ applied, and the rest of the history is judged from the state before it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from conveyor_events import (
-    AnyEvent,
-    ErrorInfo,
-    JobCompleted,
-    JobDeleted,
-    JobFailed,
-    JobProgressed,
-    JobRestarted,
-    JobStarted,
-    JobStopped,
-    JobStopRequested,
-    JobSubmitted,
-)
-from conveyor_events.events import (
-    CompletedData,
-    FailedData,
-    ProgressedData,
-    StartedData,
-    StoppedData,
-    SubmittedData,
-)
+from conveyor_events import AnyEvent
 from conveyor_events.invariants import history_problems
+from conveyor_events.testing import (
+    completed,
+    deleted,
+    failed,
+    progressed,
+    restarted,
+    started,
+    stop_requested,
+    stopped,
+    submitted,
+)
 
 pytestmark = pytest.mark.unit
-
-JOB = "01JDQ5N3X8W4Y6Z7A9B2C3D4E5"
-T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-USER = "user:alice"
-WORKER = "worker:w-1"
-
-
-def at() -> datetime:
-    return T0  # the checks do not look at time
-
-
-def submitted(max_attempts: int = 1) -> JobSubmitted:
-    data = SubmittedData(type="sleep", payload={"seconds": 1}, max_attempts=max_attempts)
-    return JobSubmitted(job_id=JOB, at=at(), actor=USER, data=data)
-
-
-def started(attempt: int, run: int = 1) -> JobStarted:
-    data = StartedData(attempt=attempt, worker_id="w-1", run=run)
-    return JobStarted(job_id=JOB, at=at(), actor=WORKER, data=data)
-
-
-def progressed(attempt: int, progress: float = 50) -> JobProgressed:
-    data = ProgressedData(attempt=attempt, progress=progress)
-    return JobProgressed(job_id=JOB, at=at(), actor=WORKER, data=data)
-
-
-def completed(attempt: int) -> JobCompleted:
-    data = CompletedData(attempt=attempt, result=[1, 2])
-    return JobCompleted(job_id=JOB, at=at(), actor=WORKER, data=data)
-
-
-def failed(attempt: int, retry: bool = False) -> JobFailed:
-    data = FailedData(
-        attempt=attempt, error=ErrorInfo(type="OSError", message="disk full"), retry=retry
-    )
-    return JobFailed(job_id=JOB, at=at(), actor=WORKER, data=data)
-
-
-def stop_requested() -> JobStopRequested:
-    return JobStopRequested(job_id=JOB, at=at(), actor=USER)
-
-
-def stopped(attempt: int | None = None) -> JobStopped:
-    actor = USER if attempt is None else WORKER
-    return JobStopped(job_id=JOB, at=at(), actor=actor, data=StoppedData(attempt=attempt))
-
-
-def restarted() -> JobRestarted:
-    return JobRestarted(job_id=JOB, at=at(), actor=USER)
-
-
-def deleted() -> JobDeleted:
-    return JobDeleted(job_id=JOB, at=at(), actor=USER)
-
 
 # -- valid histories -----------------------------------------------------------------------
 

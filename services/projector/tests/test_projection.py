@@ -5,14 +5,13 @@ into batches. The projector loads the rows a batch touches, projects, then upser
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import combinations, pairwise
 
 import pytest
 
 from conveyor_events import (
     AnyEvent,
-    ErrorInfo,
     JobCompleted,
     JobDeleted,
     JobFailed,
@@ -24,14 +23,7 @@ from conveyor_events import (
     JobSubmitted,
     fold,
 )
-from conveyor_events.events import (
-    CompletedData,
-    FailedData,
-    ProgressedData,
-    StartedData,
-    StoppedData,
-    SubmittedData,
-)
+from conveyor_events import testing as ev
 from conveyor_events.invariants import history_problems
 from conveyor_projector.projection import project
 
@@ -41,9 +33,7 @@ A = "01JDQ5N3X8W4Y6Z7A9B2C3D4EA"
 B = "01JDQ5N3X8W4Y6Z7A9B2C3D4EB"
 C = "01JDQ5N3X8W4Y6Z7A9B2C3D4EC"
 UNKNOWN = "01JDQ5N3X8W4Y6Z7A9B2C3D4EZ"
-T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-USER = "user:alice"
-WORKER = "worker:w-1"
+T0 = ev.T0
 
 Batch = Sequence[tuple[int, AnyEvent]]
 
@@ -53,45 +43,35 @@ def at(second: int) -> datetime:
 
 
 def submitted(job: str, second: int) -> JobSubmitted:
-    data = SubmittedData(type="sleep", payload={"seconds": 1}, max_attempts=2)
-    return JobSubmitted(job_id=job, at=at(second), actor=USER, data=data)
+    return ev.submitted(2, job=job, at=at(second))
 
 
 def started(job: str, second: int, attempt: int, run: int = 1) -> JobStarted:
-    data = StartedData(attempt=attempt, worker_id="w-1", run=run)
-    return JobStarted(job_id=job, at=at(second), actor=WORKER, data=data)
+    return ev.started(attempt, run, job=job, at=at(second))
 
 
 def progressed(job: str, second: int, attempt: int, progress: float) -> JobProgressed:
-    data = ProgressedData(attempt=attempt, progress=progress, message=f"{progress}%")
-    return JobProgressed(job_id=job, at=at(second), actor=WORKER, data=data)
+    return ev.progressed(attempt, progress, f"{progress}%", job=job, at=at(second))
 
 
 def completed(job: str, second: int, attempt: int) -> JobCompleted:
-    data = CompletedData(attempt=attempt, result={"ok": True})
-    return JobCompleted(job_id=job, at=at(second), actor=WORKER, data=data)
+    return ev.completed(attempt, {"ok": True}, job=job, at=at(second))
 
 
 def failed_retry(job: str, second: int, attempt: int) -> JobFailed:
-    data = FailedData(
-        attempt=attempt,
-        error=ErrorInfo(type="OSError", message="disk full"),
-        retry=True,
-        retry_at=at(second + 10),
-    )
-    return JobFailed(job_id=job, at=at(second), actor=WORKER, data=data)
+    return ev.failed(attempt, retry=True, retry_at=at(second + 10), job=job, at=at(second))
 
 
 def stopped_pending(job: str, second: int) -> JobStopped:
-    return JobStopped(job_id=job, at=at(second), actor=USER, data=StoppedData(attempt=None))
+    return ev.stopped(job=job, at=at(second))
 
 
 def restarted(job: str, second: int) -> JobRestarted:
-    return JobRestarted(job_id=job, at=at(second), actor=USER)
+    return ev.restarted(job=job, at=at(second))
 
 
 def deleted(job: str, second: int) -> JobDeleted:
-    return JobDeleted(job_id=job, at=at(second), actor=USER)
+    return ev.deleted(job=job, at=at(second))
 
 
 def stream() -> list[tuple[int, AnyEvent]]:
