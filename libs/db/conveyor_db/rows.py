@@ -14,6 +14,7 @@ COLUMNS: tuple[str, ...] = (
     "id", "type", "priority", "payload", "status", "progress", "message", "attempt",
     "max_attempts", "timeout_s", "run_at", "result", "error", "worker_id", "stop_requested",
     "created_at", "started_at", "finished_at", "updated_at", "version", "run", "attempts_base",
+    "run_base",
 )  # fmt: skip
 
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -36,7 +37,7 @@ def to_row(state: JobState) -> tuple[Any, ...]:
         state.message, state.attempt, state.max_attempts, state.timeout_s, state.run_at,
         state.result, error, state.worker_id, state.stop_requested, state.created_at,
         state.started_at, state.finished_at, state.updated_at, state.version, state.run,
-        state.attempts_base,
+        state.attempts_base, state.run_base,
     )  # fmt: skip
 
 

@@ -32,6 +32,9 @@ class StartJob(Command, frozen=True):
 
     worker_id: str
     run: int
+    max_deliveries: int | None = None
+    """How many times one run may be started; a delivery past it, of a job whose attempt is
+    still running (its worker was lost), fails the job with ``WorkerLost``. None: no limit."""
 
 
 class ReportProgress(Command, frozen=True):

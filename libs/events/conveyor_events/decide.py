@@ -31,6 +31,7 @@ from conveyor_events.errors import (
 from conveyor_events.events import (
     AnyEvent,
     CompletedData,
+    ErrorInfo,
     FailedData,
     JobCompleted,
     JobDeleted,
@@ -89,6 +90,8 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                         job_id=job_id, at=at, actor=actor, data=StoppedData(attempt=state.attempt)
                     )
                 ]
+            if _worker_lost_too_often(command, state):
+                return [_worker_lost(command, state)]
             attempt = state.attempt + 1
             data = StartedData(attempt=attempt, worker_id=command.worker_id, run=command.run)
             return [JobStarted(job_id=job_id, at=at, actor=actor, data=data)]
@@ -145,6 +148,29 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
             raise AssertionError("handled above")
         case _:
             assert_never(command)
+
+
+def _worker_lost_too_often(command: StartJob, state: JobState) -> bool:
+    """A redelivery of a run whose attempt is still running (its worker never settled it),
+    after the run was started ``max_deliveries`` times."""
+    limit = command.max_deliveries
+    return (
+        limit is not None and state.status == "running" and state.attempt - state.run_base >= limit
+    )
+
+
+def _worker_lost(command: StartJob, state: JobState) -> JobFailed:
+    starts = state.attempt - state.run_base
+    error = ErrorInfo(
+        type="WorkerLost",
+        message=(
+            f"run {state.run} of job {state.id} was started {starts} times and no worker "
+            f"finished it (max_deliveries={command.max_deliveries}); the job is failed "
+            "instead of being delivered again"
+        ),
+    )
+    data = FailedData(attempt=state.attempt, error=error, retry=False)
+    return JobFailed(job_id=state.id, at=command.now, actor=command.actor, data=data)
 
 
 def _require_current(state: JobState, attempt: int, action: str) -> None:

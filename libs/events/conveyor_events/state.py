@@ -55,6 +55,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """How many times the job was queued (submit, each retry, each restart)."""
     attempts_base: int = 0
     """``attempt`` when the current attempt budget began (a restart gives a fresh budget)."""
+    run_base: int = 0
+    """``attempt`` when the current run was queued: ``attempt - run_base`` is how many times
+    this run's command was delivered and started (the max-deliveries rule)."""
     deleted: bool = False
 
     @property
@@ -112,7 +115,12 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case JobFailed(data=failed):
             if failed.retry:
                 return msgspec.structs.replace(
-                    s, status="pending", error=failed.error, run=s.run + 1, run_at=failed.retry_at
+                    s,
+                    status="pending",
+                    error=failed.error,
+                    run=s.run + 1,
+                    run_base=s.attempt,
+                    run_at=failed.retry_at,
                 )
             return msgspec.structs.replace(
                 s, status="failed", error=failed.error, finished_at=event.at, stop_requested=False
@@ -129,6 +137,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status="pending",
                 run=s.run + 1,
                 attempts_base=s.attempt,
+                run_base=s.attempt,
                 run_at=None,
                 progress=0.0,
                 message=None,

@@ -486,9 +486,18 @@ class Job:
         self.events.extend(produced)
         return produced
 
-    def start(self, worker_id: str = W1, run: int | None = None) -> list[AnyEvent]:
+    def start(
+        self, worker_id: str = W1, run: int | None = None, max_deliveries: int | None = None
+    ) -> list[AnyEvent]:
         run = self.state.run if run is None else run
-        return self.do(StartJob(**self.worker(worker_id), worker_id=worker_id, run=run))
+        return self.do(
+            StartJob(
+                **self.worker(worker_id),
+                worker_id=worker_id,
+                run=run,
+                max_deliveries=max_deliveries,
+            )
+        )
 
     def fail(self, attempt: int, delay_s: float = RETRY_DELAY_S) -> list[AnyEvent]:
         return self.do(
@@ -543,6 +552,51 @@ def test_the_current_attempt_completes_after_a_redelivery() -> None:
     assert job.state.status == "completed"
     with pytest.raises(InvalidTransition, match="it is completed"):
         job.do(CompleteJob(**job.worker(W1), attempt=1))  # the zombie wakes up too late
+
+
+def test_a_run_whose_workers_keep_dying_fails_with_worker_lost_past_max_deliveries() -> None:
+    job = Job(max_attempts=5)
+    for attempt in (1, 2, 3):  # each worker dies without a word: redelivered
+        (started,) = job.start(f"w-{attempt}", max_deliveries=3)
+        assert isinstance(started, JobStarted)
+        assert started.data.attempt == attempt
+
+    (lost,) = job.start("w-4", max_deliveries=3)
+
+    assert isinstance(lost, JobFailed)
+    assert lost.actor == "worker:w-4"
+    assert (lost.data.attempt, lost.data.retry, lost.data.error.type) == (3, False, "WorkerLost")
+    assert "started 3 times" in lost.data.error.message
+    assert (job.state.status, job.state.attempt) == ("failed", 3)  # despite attempts left
+    assert history_problems(job.events) == []
+    with pytest.raises(InvalidTransition):
+        job.start("w-5", max_deliveries=3)  # a later redelivery of the run is skipped
+
+
+def test_max_deliveries_counts_the_starts_of_one_run_only() -> None:
+    job = Job(max_attempts=3)
+    job.start(W1, max_deliveries=2)
+    job.start(W2, max_deliveries=2)  # W1 lost: second start of run 1
+    job.fail(attempt=2)  # a handler failure queues run 2: its deliveries count afresh
+
+    job.start(W1, max_deliveries=2)
+    (started,) = job.start(W2, max_deliveries=2)
+
+    assert isinstance(started, JobStarted)
+    assert (job.state.status, job.state.attempt, job.state.run_base) == ("running", 4, 2)
+
+
+def test_max_deliveries_restarts_counting_after_a_restart() -> None:
+    job = Job()
+    job.start(W1, max_deliveries=1)
+    job.start(W2, max_deliveries=1)  # WorkerLost
+    assert job.state.status == "failed"
+    job.do(RestartJob(**job.user()))
+
+    (started,) = job.start(W1, max_deliveries=1)
+
+    assert isinstance(started, JobStarted)
+    assert job.state.attempt - job.state.run_base == 1
 
 
 def test_retry_requeues_the_job_after_the_backoff() -> None:
