@@ -17,11 +17,13 @@ class NoopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``sleep``: reports progress ``steps`` times over ``seconds``, then completes
-    (or fails, if ``fail``)."""
+    (or fails, if ``fail``). With ``busy`` it burns CPU instead of sleeping, never yielding to
+    the worker's event loop: a CPU-bound handler, for demonstrations and fault tests."""
 
     seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 5.0
     steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fail: bool = False
+    busy: bool = False
 
 
 PAYLOAD_SCHEMAS: dict[str, type[msgspec.Struct]] = {"noop": NoopPayload, "sleep": SleepPayload}

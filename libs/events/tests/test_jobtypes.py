@@ -16,11 +16,17 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ({}, {"seconds": 5.0, "steps": 10, "fail": False}),
-        ({"seconds": 2}, {"seconds": 2.0, "steps": 10, "fail": False}),
-        ({"seconds": 0.5, "steps": 1, "fail": True}, {"seconds": 0.5, "steps": 1, "fail": True}),
-        ({"seconds": 0, "steps": 10_000}, {"seconds": 0.0, "steps": 10_000, "fail": False}),
-        ({"seconds": 86_400}, {"seconds": 86_400.0, "steps": 10, "fail": False}),
+        ({}, {"seconds": 5.0, "steps": 10, "fail": False, "busy": False}),
+        ({"seconds": 2}, {"seconds": 2.0, "steps": 10, "fail": False, "busy": False}),
+        (
+            {"seconds": 0.5, "steps": 1, "fail": True},
+            {"seconds": 0.5, "steps": 1, "fail": True, "busy": False},
+        ),
+        (
+            {"seconds": 0, "steps": 10_000},
+            {"seconds": 0.0, "steps": 10_000, "fail": False, "busy": False},
+        ),
+        ({"seconds": 86_400}, {"seconds": 86_400.0, "steps": 10, "fail": False, "busy": False}),
     ],
 )
 def test_sleep_fills_defaults(payload: dict[str, Any], expected: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -36,12 +37,23 @@ async def noop(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 async def sleep(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     p = parse_payload(payload, SleepPayload)
+    start = time.monotonic()
     for step in range(1, p.steps + 1):
-        await asyncio.sleep(p.seconds / p.steps)
+        if p.busy:
+            _spin_until(start + p.seconds * step / p.steps)
+        else:
+            await asyncio.sleep(p.seconds / p.steps)
         ctx.progress(100.0 * step / p.steps, f"step {step}/{p.steps}")
     if p.fail:
         raise JobFailed(f"failed on purpose after {p.seconds}s (payload fail=true)")
     return {"slept": p.seconds, "steps": p.steps}
+
+
+def _spin_until(deadline: float) -> None:
+    """Compute until ``deadline`` without ever awaiting (the event loop is blocked)."""
+    n = 0
+    while time.monotonic() < deadline:
+        n = (n * 31 + 7) % 1_000_003
 
 
 BUILTIN: dict[str, Handler] = {"noop": noop, "sleep": sleep}

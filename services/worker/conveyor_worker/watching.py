@@ -1,5 +1,5 @@
 """The parts of a worker that watch its running attempts: progress events (coalesced),
-stop requests, ack-wait heartbeats and the worker's presence heartbeat."""
+stop requests and the worker's presence heartbeat (ack-wait heartbeats: heartbeats.py)."""
 
 from __future__ import annotations
 
@@ -126,13 +126,6 @@ class Watching:
             for r in results:
                 if isinstance(r, Exception):
                     log.debug("stop check failed: %s", r)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            for job in list(self.running.values()):
-                with contextlib.suppress(Exception):
-                    await job.msg.in_progress()
 
     async def _presence_loop(self) -> None:
         host = socket.gethostname()

@@ -23,14 +23,19 @@ from conveyor_bus.store import CONFLICT_RETRIES
 from conveyor_bus.workers import forget_worker
 from conveyor_events import (
     AnyCommand,
+    AnyEvent,
     CompleteJob,
     ConfirmStop,
     DomainError,
     ErrorInfo,
     FailJob,
     InvalidTransition,
+    JobCompleted,
+    JobFailed,
     JobNotFound,
     JobStarted,
+    JobState,
+    JobStopped,
     RunJob,
     StartJob,
     decide,
@@ -39,6 +44,8 @@ from conveyor_events import (
     names,
 )
 from conveyor_worker.handlers import Handler, PermanentFailure
+from conveyor_worker.heartbeats import Heartbeats
+from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import Context, RunningJob
 from conveyor_worker.settings import Settings
 from conveyor_worker.support import clean_text, jsonable, leftovers, nak_all, retry_delays, utc_now
@@ -47,6 +54,8 @@ from conveyor_worker.watching import Watching
 log = logging.getLogger("conveyor.worker")
 
 _TRACEBACK_LIMIT = 8_000
+_TIMEOUT_MARGIN_S = 5.0
+"""Heartbeats go on this long past an attempt's timeout, for its cancellation to settle."""
 
 
 HIGH_POLL_S = 0.02
@@ -78,16 +87,22 @@ class Worker(Watching):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grace_over = False
         self.heartbeat_s = max(0.2, min(settings.ack_wait_s / 3, 10.0))
+        self.metrics = WorkerMetrics()
+        self.heartbeats = Heartbeats(
+            settings.nats_url, f"conveyor-worker-{self.id}", self.heartbeat_s, self.metrics
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`shutdown` is called, then hand back what is still running."""
         self.appender.start()
+        await asyncio.to_thread(self.heartbeats.start)
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         stop_sub = await self.nc.subscribe(names.STOP_SIGNAL, cb=self._on_stop_signal)
         background = [
             asyncio.create_task(self._presence_loop(), name="presence"),
-            asyncio.create_task(self._heartbeat_loop(), name="in-progress"),
             asyncio.create_task(self._stop_check_loop(), name="stop-check"),
         ]
         log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
@@ -103,6 +118,7 @@ class Worker(Watching):
             with contextlib.suppress(Exception):
                 await forget_worker(self.nc, self.id)
             await self.appender.close()
+            await asyncio.to_thread(self.heartbeats.close)
 
     def shutdown(self) -> None:
         """Stop fetching; running jobs get the grace period (SIGTERM)."""
@@ -142,6 +158,7 @@ class Worker(Watching):
             for p in names.PRIORITIES
         ]
         self.heartbeat_s = max(0.2, min(min(float(a or 30) for a in ack_waits) / 3, 10.0))
+        self.heartbeats.interval_s = self.heartbeat_s
         while not self._stopping.is_set():
             free = self.settings.concurrency - self._reserved
             if free <= 0:
@@ -205,8 +222,7 @@ class Worker(Watching):
         try:
             cmd = decode_run(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            log.error("unreadable run command (seq %s): %s", msg.metadata.sequence.stream, e)
-            await msg.term()
+            await self._poison(msg, "undecodable", f"unreadable run command: {e}")
             return None
         if cmd.not_before is not None:
             wait = (cmd.not_before - utc_now()).total_seconds()
@@ -220,7 +236,12 @@ class Worker(Watching):
             loaded = await self.store.load(cmd.job_id)
             if loaded.state is None:
                 # The command and the job's first event are written together, so an empty
-                # history is a read that missed it (a lagging replica): never ack on it.
+                # history is a read that missed it (a lagging replica): retry a few times
+                # before giving the command up as poison (a job that never existed).
+                if msg.metadata.num_delivered >= self.settings.unknown_job_deliveries:
+                    reason = f"no job {cmd.job_id} in the log"
+                    await self._poison(msg, "unknown_job", reason)
+                    return None
                 log.warning("no history for %s yet; retrying later", cmd.job_id)
                 await msg.nak(delay=1.0)
                 return None
@@ -237,11 +258,14 @@ class Worker(Watching):
                 await asyncio.sleep(0.005 * conflict)
                 continue
             assert loaded.state is not None
-            if not isinstance(events[0], JobStarted):  # a stop won over the redelivery
+            if not isinstance(events[0], JobStarted):  # a stop, or the max-deliveries rule
+                self._count_outcome(loaded.state, events[0], None)
                 await msg.ack()
                 return None
             state = evolve(loaded.state, events[0])
             job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
+            self.heartbeats.beat(msg.reply, self._heartbeat_deadline(state))
+            self._count_start(state, cmd, msg)
             if (older := self.running.get(job.job_id)) is not None:
                 older.cancel("fenced")  # our own earlier attempt was taken over
             self.running[job.job_id] = job
@@ -253,12 +277,53 @@ class Worker(Watching):
 
     def _start_command(self, cmd: RunJob) -> StartJob:
         return StartJob(
-            job_id=cmd.job_id, now=utc_now(), actor=self.actor, worker_id=self.id, run=cmd.run
+            job_id=cmd.job_id,
+            now=utc_now(),
+            actor=self.actor,
+            worker_id=self.id,
+            run=cmd.run,
+            max_deliveries=self.settings.max_deliveries,
         )
+
+    async def _poison(self, msg: Msg, reason: str, detail: str) -> None:
+        """Terminate a run command that can never run: no redelivery, counted, logged."""
+        log.error("terminating run command at seq %s: %s", msg.metadata.sequence.stream, detail)
+        self.metrics.poison.labels(reason).inc()
+        await msg.term()
+
+    @staticmethod
+    def _heartbeat_deadline(state: JobState) -> float | None:
+        if state.timeout_s is None:
+            return None
+        return time.monotonic() + state.timeout_s + _TIMEOUT_MARGIN_S
+
+    def _count_start(self, state: JobState, cmd: RunJob, msg: Msg) -> None:
+        self.metrics.started.labels(state.type, state.priority).inc()
+        self.metrics.running.inc()
+        queued = msg.metadata.timestamp
+        if cmd.not_before is not None and cmd.not_before > queued:
+            queued = cmd.not_before
+        wait = (utc_now() - queued).total_seconds()
+        self.metrics.queue_wait.labels(state.priority).observe(max(wait, 0.0))
+
+    def _count_outcome(self, state: JobState, event: AnyEvent, run_s: float | None) -> None:
+        m = self.metrics
+        if isinstance(event, JobCompleted):
+            m.completed.labels(state.type, state.priority).inc()
+        elif isinstance(event, JobFailed):
+            data = event.data
+            retry = "true" if data.retry else "false"
+            m.failed.labels(state.type, state.priority, data.error.type, retry).inc()
+        elif isinstance(event, JobStopped):
+            m.stopped.labels(state.type).inc()
+        if run_s is not None:
+            m.run_seconds.labels(state.type).observe(run_s)
 
     async def _execute(self, job: RunningJob) -> None:
         try:
             command = await self._run_handler(job)
+            run_s = time.monotonic() - job.started
+            self.heartbeats.beat(job.msg.reply)  # settling: no deadline any more
             if job.progress_task is not None:
                 try:
                     await job.progress_task  # the last progress is written before the outcome
@@ -266,11 +331,17 @@ class Worker(Watching):
                     log.warning("last progress of %s not recorded: %s", job.job_id, e)
             if job.cancel_reason == "shutdown":
                 await job.msg.nak()  # hand it back for immediate redelivery
+                self.metrics.handed_back.inc()
                 return
-            if command is None or job.cancel_reason == "fenced":
+            if job.cancel_reason == "fenced":
+                self.metrics.fenced.inc()
                 return
-            await self._settle(job, command)
+            if command is None:
+                return
+            await self._settle(job, command, run_s)
         finally:
+            self.heartbeats.forget(job.msg.reply)
+            self.metrics.running.dec()
             if self.running.get(job.job_id) is job:
                 del self.running[job.job_id]
 
@@ -340,7 +411,7 @@ class Worker(Watching):
         ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2**exponent)
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
-    async def _settle(self, job: RunningJob, command: AnyCommand) -> None:
+    async def _settle(self, job: RunningJob, command: AnyCommand, run_s: float) -> None:
         """Append the attempt's outcome (fenced by the expected sequence), then ack. While
         NATS is away it keeps trying (the attempt keeps its heartbeat), so a finished
         handler is not run again."""
@@ -349,13 +420,16 @@ class Worker(Watching):
             try:
                 if loaded is None:
                     loaded = await self.store.refresh(Loaded(job.state, job.last_seq))
-                await self.store.apply(command, loaded, self.appender.append)
+                outcome = await self.store.apply(command, loaded, self.appender.append)
+                for stored in outcome.events:
+                    self._count_outcome(job.state, stored.event, run_s)
                 break
             except ConcurrencyConflict:
                 loaded = None  # someone appended (a stop request): decide again on a fresh read
             except (InvalidTransition, JobNotFound) as e:
                 # Fenced off: another worker owns the job now; its delivery is not ours to ack.
                 log.warning("attempt %d of %s fenced off: %s", job.attempt, job.job_id, e)
+                self.metrics.fenced.inc()
                 return
             except BusError as e:
                 log.warning("cannot record outcome of %s yet: %s", job.job_id, e)
