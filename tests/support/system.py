@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ class System:
         self.api_port = free_port()
         self.notifier_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.metrics_ports: dict[str, int] = {}
         self.env = {
             **os.environ,
             "NATS_URL": nats_url,
@@ -69,8 +71,23 @@ class System:
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str, *, metrics: bool = False, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A worker process; with ``metrics``, serving Prometheus metrics (see ``metric``)."""
+        if metrics:
+            self.metrics_ports[name] = free_port()
+            env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[name])
         return self.start(name, "worker", CONVEYOR_WORKER_ID=name, **env)
+
+    def metric(self, name: str, sample: str, **labels: str) -> float:
+        """One sample of a process's Prometheus metrics (0 when the series has none yet)."""
+        port = self.metrics_ports[name]
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pattern = re.escape(sample) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
+        match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
 
     def signal(self, name: str, sig: int) -> None:
         self.procs[name].send_signal(sig)

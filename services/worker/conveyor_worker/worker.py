@@ -289,7 +289,8 @@ class Worker(Watching):
         """Terminate a run command that can never run: no redelivery, counted, logged."""
         log.error("terminating run command at seq %s: %s", msg.metadata.sequence.stream, detail)
         self.metrics.poison.labels(reason).inc()
-        await msg.term()
+        # "+TERM <reason>": JetStream's MSG_TERMINATED advisory carries the reason
+        await self.nc.publish(msg.reply, b"+TERM " + detail.encode(errors="replace")[:512])
 
     @staticmethod
     def _heartbeat_deadline(state: JobState) -> float | None:

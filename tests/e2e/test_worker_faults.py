@@ -1,0 +1,159 @@
+"""Worker faults through the real processes (issue 3's battery, tests 2, 7 and the work queue
+half of 8): a frozen worker, a CPU-bound handler, poison run commands, and the max-deliveries
+rule. Each test ends with SPEC §6 checked."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conveyor_bus import connect
+from conveyor_events import RunJob, encode_run, names
+from support.invariants import check_invariants
+from support.system import System
+
+pytestmark = pytest.mark.e2e
+
+ACK_WAIT_S = 2.0
+GRACE_S = 1.5
+MAX_DELIVERIES = 2
+
+
+@pytest.fixture(scope="module")
+def faulty(
+    nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    """Three workers that each run one job at a time, with metrics, a short ack wait and a
+    low max_deliveries."""
+    env = {
+        "CONVEYOR_ACK_WAIT_S": str(ACK_WAIT_S),
+        "CONVEYOR_SHUTDOWN_GRACE_S": str(GRACE_S),
+        "CONVEYOR_CONCURRENCY": "1",
+        "CONVEYOR_MAX_DELIVERIES": str(MAX_DELIVERIES),
+        "CONVEYOR_UNKNOWN_JOB_DELIVERIES": "3",
+    }
+    system = System(nats_url, database_url, tmp_path_factory.mktemp("logs"), workers=0, env=env)
+    with system:
+        for n in (1, 2, 3):
+            system.start_worker(f"worker-{n}", metrics=True)
+        wait_workers(system, 3)
+        yield system
+
+
+def wait_workers(system: System, n: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = system.http.get("/api/v1/workers").json()["items"]
+        if len([w for w in live if not w["stopping"]]) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} workers came up")
+
+
+def events_of(system: System, job_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in system.events(job_id) if e["type"] == kind]
+
+
+def test_a_frozen_worker_that_wakes_up_is_fenced_off(faulty: System) -> None:
+    """SIGSTOP longer than the ack wait, then SIGCONT: one completion, the zombie's writes
+    rejected (issue 3, test 2)."""
+    system = faulty
+    job = system.submit("sleep", payload={"seconds": 5, "steps": 20})
+    first = system.wait_for(job["id"], "running", timeout=10)
+    zombie = first["worker_id"]
+    system.wait_for(job["id"], "running", attempt=1, timeout=5, **{"worker_id": zombie})
+    while system.job(job["id"]).json()["progress"] < 10:
+        time.sleep(0.05)
+    system.signal(zombie, signal.SIGSTOP)
+    try:
+        second = system.wait_for(job["id"], "running", attempt=2, timeout=ACK_WAIT_S + 10)
+        assert second["worker_id"] != zombie  # the fault hit: the job was taken over
+        time.sleep(0.5)
+    finally:
+        system.signal(zombie, signal.SIGCONT)
+
+    done = system.wait_for(job["id"], "completed", timeout=20)
+    assert (done["attempt"], done["worker_id"]) == (2, second["worker_id"])
+    completed = events_of(system, job["id"], "job.completed")
+    assert [e["data"]["attempt"] for e in completed] == [2]
+    # The zombie woke up with its handler still going, tried to write, and was turned away.
+    deadline = time.monotonic() + 10
+    while system.metric(zombie, "conveyor_worker_fenced_total") < 1:
+        assert time.monotonic() < deadline, "the woken worker never noticed it was fenced off"
+        time.sleep(0.2)
+    # Nothing of attempt 1 was written after attempt 2 began.
+    history = system.events(job["id"])
+    attempt2_at = next(
+        i for i, e in enumerate(history) if e["type"] == "job.started" and e["data"]["attempt"] == 2
+    )
+    late = [e for e in history[attempt2_at:] if e["data"].get("attempt") == 1]
+    assert late == []
+    check_invariants(system, [job["id"]])
+
+
+def test_a_cpu_bound_handler_keeps_its_delivery(faulty: System) -> None:
+    """A handler that never yields to the event loop for 5 ack waits is not redelivered
+    (test 7). The control job, whose heartbeats stop at its timeout, shows that the ack wait
+    is short enough for a blocked worker to lose its job: it is redelivered, and after
+    ``max_deliveries`` starts it fails with WorkerLost."""
+    system = faulty
+    busy_s = 5 * ACK_WAIT_S
+    job = system.submit("sleep", payload={"seconds": busy_s, "steps": 4, "busy": True})
+    control = system.submit(
+        "sleep",
+        payload={"seconds": busy_s, "steps": 4, "busy": True},
+        timeout_s=0.2,
+        max_attempts=3,
+    )
+
+    done = system.wait_for(job["id"], "completed", timeout=busy_s * 3 + 10)
+    assert done["attempt"] == 1
+    assert len(events_of(system, job["id"], "job.started")) == 1
+
+    lost = system.wait_for(control["id"], "failed", timeout=busy_s * 4 + 20)
+    assert lost["error"]["type"] == "WorkerLost", lost["error"]
+    starts = events_of(system, control["id"], "job.started")
+    assert len(starts) == MAX_DELIVERIES  # redelivered, not retried: attempts were left
+    assert len({s["data"]["worker_id"] for s in starts}) == MAX_DELIVERIES
+    assert events_of(system, control["id"], "job.completed") == []
+    check_invariants(system, [job["id"], control["id"]], timeout=30)
+
+
+def test_poison_run_commands_are_terminated_and_counted(faulty: System) -> None:
+    """Garbage and a command for a job that never existed on the work queues: terminated
+    (never delivered again), counted, and the jobs around them unaffected (test 8)."""
+    system = faulty
+    wait_workers(system, 3)
+
+    async def inject() -> None:
+        nc = await connect(system.nats_url, "poison")
+        js = nc.jetstream()
+        try:
+            await js.publish(names.run_subject("regular"), b"\x00\xffnot a command")
+            await js.publish(names.run_subject("high"), b'{"job_id": 7}')
+            ghost = RunJob(job_id="01JDQ5N3X8W4Y6Z7A9B2C3GH0S", run=1)
+            await js.publish(names.run_subject("regular"), encode_run(ghost))
+        finally:
+            await nc.close()
+
+    before = [system.submit("noop") for _ in range(5)]
+    asyncio.run(inject())
+    after = [system.submit("sleep", payload={"seconds": 0.1, "steps": 1}) for _ in range(5)]
+    check_invariants(system, [j["id"] for j in before + after])
+
+    def total(reason: str) -> float:
+        return sum(
+            system.metric(w, "conveyor_worker_poison_commands_total", reason=reason)
+            for w in system.metrics_ports
+            if w in system.procs
+        )
+
+    deadline = time.monotonic() + 15
+    while (total("undecodable"), total("unknown_job")) != (2, 1):
+        assert time.monotonic() < deadline, (total("undecodable"), total("unknown_job"))
+        time.sleep(0.2)
