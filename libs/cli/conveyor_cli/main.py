@@ -63,8 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", type=int)
 
     sub.add_parser("replay", help="rebuild the read model from the event log")
-    sub.add_parser("verify", help="compare the read model with a fold of the log")
+    s = sub.add_parser("verify", help="compare the read model with a fold of the log")
+    s.add_argument(
+        "--wait",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the projector to reach the log's end and every job"
+        " to be terminal; then report non-terminal jobs and a lagging checkpoint as failures",
+    )
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (>= 0)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     elif command in ("migrate", "replay", "verify"):
         from conveyor_cli import admin
 
-        sys.exit(admin.run(command))
+        sys.exit(admin.run(command, wait_s=getattr(args, "wait", None)))
     else:
         sys.exit(client.run(command, args))
 

@@ -1,5 +1,6 @@
 """Conveyor's PostgreSQL read model: migrations, rows and queries."""
 
+from conveyor_db.deadletters import DeadLetter, load_dead_letters, save_dead_letters
 from conveyor_db.migrations import migrate
 from conveyor_db.readmodel import (
     CONNECTION_ERRORS,
@@ -7,6 +8,7 @@ from conveyor_db.readmodel import (
     JobFilter,
     Page,
     ReadModel,
+    Snapshot,
     create_pool,
     load_states,
     lock_checkpoint,
@@ -17,13 +19,17 @@ from conveyor_db.readmodel import (
 __all__ = [
     "CONNECTION_ERRORS",
     "DatabaseUnavailable",
+    "DeadLetter",
     "JobFilter",
     "Page",
     "ReadModel",
+    "Snapshot",
     "create_pool",
+    "load_dead_letters",
     "load_states",
     "lock_checkpoint",
     "migrate",
     "reset",
+    "save_dead_letters",
     "save_projection",
 ]

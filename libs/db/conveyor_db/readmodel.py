@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from conveyor_db.deadletters import DeadLetter, load_dead_letters, save_dead_letters
 from conveyor_db.rows import COLUMNS, SELECT_COLUMNS, from_row, init_connection, to_row
 from conveyor_events import JobState
 
@@ -29,6 +30,15 @@ class JobFilter:
     priority: str | None = None
     type: str | None = None
     q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The projector's checkpoint, every row and the dead letters, as of one moment."""
+
+    checkpoint: int
+    rows: list[JobState]
+    dead_letters: list[DeadLetter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +149,8 @@ class ReadModel:
         rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
         return [from_row(r) for r in rows]
 
-    async def snapshot(self, name: str = "projector") -> tuple[int, list[JobState]]:
-        """The checkpoint and every row, read from one consistent snapshot."""
+    async def snapshot(self, name: str = "projector") -> Snapshot:
+        """The checkpoint, every row and the dead letters, read from one consistent snapshot."""
         async with (
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
@@ -149,7 +159,9 @@ class ReadModel:
                 "SELECT last_seq FROM projector_checkpoint WHERE name = $1", name
             )
             rows = await conn.fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
-        return int(seq or 0), [from_row(r) for r in rows]
+            checkpoint = int(seq or 0)
+            letters = await load_dead_letters(conn, checkpoint)
+        return Snapshot(checkpoint, [from_row(r) for r in rows], letters)
 
 
 async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
@@ -178,8 +190,12 @@ async def save_projection(
     deletes: Sequence[str],
     last_seq: int,
     name: str = "projector",
+    *,
+    dead_letters: Sequence[DeadLetter] = (),
 ) -> None:
-    """Write changed rows, remove deleted jobs and move the checkpoint (caller's transaction)."""
+    """Write changed rows, remove deleted jobs, park dead letters and move the checkpoint
+    (caller's transaction)."""
+    await save_dead_letters(conn, dead_letters)
     if upserts:
         await conn.executemany(_UPSERT, [to_row(s) for s in upserts])
     if deletes:
@@ -190,7 +206,8 @@ async def save_projection(
 
 
 async def reset(conn: asyncpg.Connection, name: str = "projector") -> None:
-    """Empty the read model and rewind the checkpoint (``conveyor replay``)."""
+    """Empty the read model and the dead letters and rewind the checkpoint (``conveyor
+    replay``; the projector parks again what it still cannot apply)."""
     async with conn.transaction():
-        await conn.execute("TRUNCATE jobs")
+        await conn.execute("TRUNCATE jobs, dead_letters")
         await conn.execute("DELETE FROM projector_checkpoint WHERE name = $1", name)

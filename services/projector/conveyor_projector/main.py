@@ -10,6 +10,7 @@ import asyncpg
 
 from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
 from conveyor_db import create_pool, migrate
+from conveyor_projector.metrics import ProjectorMetrics
 from conveyor_projector.projector import Projector
 from conveyor_projector.settings import Settings
 
@@ -39,8 +40,16 @@ async def serve(settings: Settings) -> None:
     nc = await bootstrap(settings, "conveyor-projector")
     await migrate_when_ready(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    metrics = ProjectorMetrics()
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     projector = Projector(
-        nc, pool, batch_size=settings.batch_size, fetch_timeout_s=settings.fetch_timeout_s
+        nc,
+        pool,
+        batch_size=settings.batch_size,
+        fetch_timeout_s=settings.fetch_timeout_s,
+        metrics=metrics,
     )
     try:
         await projector.run(stop)

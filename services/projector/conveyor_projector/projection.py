@@ -7,6 +7,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 from conveyor_events import AnyEvent, JobState, evolve
+from conveyor_events.poison import transition_problem
 
 log = logging.getLogger("conveyor.projector")
 
@@ -16,19 +17,26 @@ class Changes:
     upserts: dict[str, JobState] = field(default_factory=dict)
     deletes: set[str] = field(default_factory=set)
     skipped: list[tuple[int, str]] = field(default_factory=list)
-    """(seq, reason) of events that could not be applied."""
+    """(seq, reason) of events that could not be applied: transitions the table forbids."""
 
 
 def project(
     states: MutableMapping[str, JobState], events: Iterable[tuple[int, AnyEvent]]
 ) -> Changes:
-    """Apply events in order to ``states`` (the rows they touch, updated in place)."""
+    """Apply events in order to ``states`` (the rows they touch, updated in place). An event
+    the transitions table forbids in its job's state is skipped, as ``history_problems`` flags
+    it, so the rows stay the fold of the events that were applied."""
     changes = Changes()
     for seq, event in events:
-        try:
-            state = evolve(states.get(event.job_id), event)
-        except ValueError as e:
-            changes.skipped.append((seq, str(e)))
+        current = states.get(event.job_id)
+        problem = transition_problem(current, event)
+        if problem is None:
+            try:
+                state = evolve(current, event)
+            except ValueError as e:
+                problem = str(e)
+        if problem is not None:
+            changes.skipped.append((seq, problem))
             continue
         states[event.job_id] = state
         if state.deleted:

@@ -1,27 +1,46 @@
 """The projector: reads the event log from its checkpoint and applies it to PostgreSQL, in
-batches, with the rows and the checkpoint written in one transaction."""
+batches, with the rows, the dead letters and the checkpoint written in one transaction.
+
+A message that is not an event it can apply (garbage, an unknown type, a schema-invalid event,
+a transition the table forbids, a value the read model cannot hold) is parked in the
+``dead_letters`` table, logged and counted; the projector moves on."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import asyncpg
-import msgspec
 from nats.aio.client import Client
 
-from conveyor_bus import BusError, StoredMsg
-from conveyor_bus.reader import LogReader
-from conveyor_db import CONNECTION_ERRORS, load_states, lock_checkpoint, save_projection
-from conveyor_events import AnyEvent, decode_event, names
+from conveyor_bus import BusError, DirectGetter, StoredMsg
+from conveyor_bus.reader import LogReader, event_lag
+from conveyor_db import (
+    CONNECTION_ERRORS,
+    DeadLetter,
+    load_states,
+    lock_checkpoint,
+    save_dead_letters,
+    save_projection,
+)
+from conveyor_events import AnyEvent, names
+from conveyor_events.poison import Poison, PoisonKind, poison, read_event
+from conveyor_projector.metrics import ProjectorMetrics
 from conveyor_projector.projection import project
 
 log = logging.getLogger("conveyor.projector")
 
 T = TypeVar("T")
+
+STORAGE_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+"""PostgreSQL refusing a value (a NUL in text, an integer out of range, an oversized key):
+the fault of one event, not of the database."""
+
+LAG_INTERVAL_S = 1.0
 
 
 class Rewound(Exception):
@@ -32,6 +51,18 @@ class Rewound(Exception):
         self.checkpoint = checkpoint
 
 
+@dataclass
+class Applied:
+    """What one transaction did: events applied, messages parked, the new checkpoint."""
+
+    checkpoint: int
+    events: int = 0
+    parked: list[DeadLetter] = field(default_factory=list)
+
+
+Item = tuple[StoredMsg, AnyEvent]
+
+
 class Projector:
     def __init__(
         self,
@@ -40,13 +71,17 @@ class Projector:
         *,
         batch_size: int = 1000,
         fetch_timeout_s: float = 1.0,
+        metrics: ProjectorMetrics | None = None,
     ) -> None:
         self.nc = nc
         self.pool = pool
         self.batch_size = batch_size
         self.fetch_timeout_s = fetch_timeout_s
+        self.metrics = metrics
         self.position = 0
         """The last stream sequence applied (or skipped as already applied)."""
+        self._getter = DirectGetter(nc)
+        self._lag_measured_at = 0.0
 
     async def checkpoint(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -59,6 +94,7 @@ class Projector:
         log.info("projecting from sequence %d", self.position + 1)
         try:
             while not stop.is_set():
+                await self._measure_lag()
                 try:
                     msgs = await reader.fetch(self.batch_size, timeout=self.fetch_timeout_s)
                 except BusError:
@@ -91,29 +127,116 @@ class Projector:
             await reader.close()
 
     async def apply(self, msgs: list[StoredMsg]) -> None:
-        """Apply one batch in one transaction; events at or below the checkpoint are skipped."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            checkpoint = await lock_checkpoint(conn)
-            if checkpoint < self.position:
-                raise Rewound(checkpoint)
-            events: list[tuple[int, AnyEvent]] = []
-            for m in msgs:
-                if m.seq <= checkpoint:
-                    continue
+        """Apply one batch in one transaction; events at or below the checkpoint are skipped.
+        When PostgreSQL refuses a value, the batch is applied again event by event, and the
+        events it refuses are parked as ``unstorable``."""
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    applied = await self._apply(conn, msgs, one_by_one=False)
+            except STORAGE_ERRORS as e:
+                log.warning(
+                    "batch up to seq %d refused (%s); applying it event by event", msgs[-1].seq, e
+                )
+                async with conn.transaction():
+                    applied = await self._apply(conn, msgs, one_by_one=True)
+        self.position = applied.checkpoint
+        for letter in applied.parked:
+            log.error(
+                "parked event at seq %d on %s (%s): %s",
+                letter.seq,
+                letter.subject,
+                letter.kind,
+                letter.reason,
+            )
+        if self.metrics is not None:
+            self.metrics.applied.inc(applied.events)
+            for letter in applied.parked:
+                self.metrics.dead_letters.labels(kind=letter.kind).inc()
+            self.metrics.checkpoint.set(applied.checkpoint)
+
+    async def _apply(
+        self, conn: asyncpg.Connection, msgs: list[StoredMsg], *, one_by_one: bool
+    ) -> Applied:
+        checkpoint = await lock_checkpoint(conn)
+        if checkpoint < self.position:
+            raise Rewound(checkpoint)
+        last = msgs[-1].seq
+        if last <= checkpoint:
+            return Applied(checkpoint)
+        applied = Applied(last)
+        items: list[Item] = []
+        for m in msgs:
+            if m.seq <= checkpoint:
+                continue
+            read = read_event(m.subject, m.data)
+            if isinstance(read, Poison):
+                applied.parked.append(_letter(m, read.kind, read.reason))
+            else:
+                items.append((m, read))
+        await save_dead_letters(conn, applied.parked)
+        if not one_by_one:
+            applied.events, skipped = await _write(conn, items, last)
+            applied.parked += skipped
+        else:
+            for m, event in items:
                 try:
-                    events.append((m.seq, decode_event(m.data)))
-                except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                    log.error("skipping undecodable event at seq %d: %s", m.seq, e)
-            last = msgs[-1].seq
-            if last <= checkpoint:
-                self.position = checkpoint
-                return
-            states = await load_states(conn, list({e.job_id for _, e in events}))
-            changes = project(states, events)
-            for seq, reason in changes.skipped:
-                log.error("skipping event at seq %d: %s", seq, reason)
-            await save_projection(conn, list(changes.upserts.values()), list(changes.deletes), last)
-        self.position = last
+                    async with conn.transaction():  # a savepoint
+                        events, skipped = await _write(conn, [(m, event)], m.seq)
+                except STORAGE_ERRORS as e:
+                    reason = f"the read model cannot hold this {event.name}: {e}"
+                    events, skipped = 0, [_letter(m, "unstorable", reason)]
+                    await save_dead_letters(conn, skipped)
+                applied.events += events
+                applied.parked += skipped
+            await save_projection(conn, [], [], last)
+        applied.parked.sort(key=lambda d: d.seq)
+        return applied
+
+    async def _measure_lag(self) -> None:
+        """Refresh the pending-events gauge, at most once per :data:`LAG_INTERVAL_S`."""
+        if self.metrics is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_measured_at < LAG_INTERVAL_S:
+            return
+        self._lag_measured_at = now
+        try:
+            self.metrics.pending.set(await event_lag(self._getter, self.position))
+        except BusError as e:
+            log.debug("cannot measure the lag: %s", e)
+        self.metrics.checkpoint.set(self.position)
+
+
+async def _write(
+    conn: asyncpg.Connection, items: Sequence[Item], last_seq: int
+) -> tuple[int, list[DeadLetter]]:
+    """Project ``items`` onto the rows they touch, write the rows, the transitions the table
+    forbids (as dead letters) and the checkpoint; returns (events applied, dead letters)."""
+    by_seq = {m.seq: m for m, _ in items}
+    states = await load_states(conn, list({event.job_id for _, event in items}))
+    changes = project(states, [(m.seq, event) for m, event in items])
+    skipped = [
+        _letter(by_seq[seq], "impossible_transition", reason) for seq, reason in changes.skipped
+    ]
+    await save_projection(
+        conn,
+        list(changes.upserts.values()),
+        list(changes.deletes),
+        last_seq,
+        dead_letters=skipped,
+    )
+    return len(items) - len(skipped), skipped
+
+
+def _letter(m: StoredMsg, kind: PoisonKind, reason: str) -> DeadLetter:
+    """A dead letter fit to store: text without NUL, a job id only when it looks like one."""
+    clean = poison(kind, reason)
+    subject = m.subject.replace("\x00", "\\x00")
+    job_id = names.job_id_of(subject)
+    return DeadLetter.of(
+        m.seq, subject, job_id if len(job_id) <= 64 else None, clean.kind, clean.reason, m.data
+    )
 
 
 async def _retry(action: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:

@@ -13,3 +13,6 @@ class Settings(BusSettings, DatabaseSettings):
     batch_size: int = Field(1000, ge=1, le=10_000)
     """Events applied per PostgreSQL transaction (at most)."""
     fetch_timeout_s: float = Field(1.0, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65_535)
+    """Serve Prometheus metrics on this port (unset: no metrics endpoint)."""
+    metrics_host: str = "127.0.0.1"

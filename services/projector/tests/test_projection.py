@@ -268,3 +268,34 @@ def test_splitting_the_stream_at_any_two_points_gives_the_same_table() -> None:
     expected = expected_table(events)
     for points in combinations(range(1, len(events)), 2):
         assert replay(split(events, points)) == (expected, []), f"split at {points}"
+
+
+def test_transitions_the_table_forbids_are_skipped_like_history_problems_flags_them() -> None:
+    events: list[tuple[int, AnyEvent]] = [
+        (1, submitted(A, 1)),
+        (2, completed(A, 2, attempt=1)),  # never started
+        (3, started(A, 3, attempt=1)),
+        (4, completed(A, 4, attempt=1)),
+        (5, started(A, 5, attempt=2)),  # after completion
+        (6, progressed(A, 6, attempt=2, progress=10)),
+    ]
+    table, skipped = replay([events[:3], events[3:]])
+
+    assert skipped == [2, 5, 6]
+    applied = [e for seq, e in events if seq not in skipped]
+    assert table == {A: fold(applied)}
+    assert table[A].status == "completed" and table[A].attempt == 1
+    assert history_problems(applied) == []
+    assert history_problems([e for _, e in events]) != []
+
+
+def test_a_skipped_event_names_its_job_and_the_broken_rule() -> None:
+    events: list[tuple[int, AnyEvent]] = [
+        (1, submitted(A, 1)),
+        (2, completed(A, 2, attempt=1)),
+    ]
+
+    changes = project({}, events)
+
+    assert changes.skipped == [(2, f"job.completed for job {A}: while pending")]
+    assert changes.upserts[A].status == "pending"

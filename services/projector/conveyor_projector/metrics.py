@@ -1,0 +1,40 @@
+"""Prometheus metrics of the projector, served from a thread of their own
+(``CONVEYOR_METRICS_PORT``; no endpoint when unset)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from conveyor_events.poison import POISON_KINDS
+
+
+class ProjectorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.applied = Counter(
+            "conveyor_projector_events_applied",
+            "Events applied to the read model",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "conveyor_projector_dead_letters",
+            "Events parked in the dead_letters table instead of being applied (kind)",
+            ["kind"],
+            registry=r,
+        )
+        for kind in POISON_KINDS:
+            self.dead_letters.labels(kind=kind)
+        self.checkpoint = Gauge(
+            "conveyor_projector_checkpoint",
+            "Stream sequence of the last event applied or parked (the checkpoint)",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "conveyor_projector_pending_events",
+            "Events in the log after the checkpoint, as last measured by the projector",
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)
