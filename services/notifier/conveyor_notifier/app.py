@@ -53,6 +53,15 @@ class Notifier:
             "Clients disconnected for being too slow (1013)",
             registry=self.registry,
         )
+        self.poison_events = Counter(
+            "conveyor_notifier_poison_events",
+            "Messages on the event log that are not events a client may see, skipped (kind)",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in ("undecodable", "unknown_type", "invalid", "wrong_subject"):
+            self.poison_events.labels(kind=kind)
+        hub.on_poison = lambda p: self.poison_events.labels(kind=p.kind).inc()
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -131,8 +140,8 @@ async def serve_forever(settings: Settings) -> None:
     stop = stop_on_signals()
     nc = await bootstrap(settings, "conveyor-notifier")
     hub = Hub(nc, settings.client_buffer)
-    await hub.start()
     notifier = Notifier(hub, settings.socket_send_buffer)
+    await hub.start()
     try:
         async with serve(
             notifier.handle,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -18,7 +19,8 @@ from nats.aio.client import Client
 
 from conveyor_bus import BusError, DirectGetter, StoredMsg
 from conveyor_bus.reader import LogReader, last_sequence
-from conveyor_events import decode_event, names
+from conveyor_events import names
+from conveyor_events.poison import Poison, poison, read_event
 
 log = logging.getLogger("conveyor.notifier")
 
@@ -29,14 +31,29 @@ class Overflow(Exception):
     """The client fell too far behind."""
 
 
-def frame(msg: StoredMsg) -> bytes | None:
-    """The public event frame ``{seq, type, job_id, at, actor, data}``; None for garbage."""
+def frame(msg: StoredMsg) -> bytes | Poison:
+    """The public event frame ``{seq, type, job_id, at, actor, data}``, or why the message is
+    not an event a client may see (it is then not sent). Never raises."""
     try:
-        decode_event(msg.data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        log.error("skipping undecodable event at seq %d", msg.seq)
-        return None
-    return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
+        read = read_event(msg.subject, msg.data)
+        if isinstance(read, Poison):
+            return read
+        if b"seq" in msg.data or b"\\u" in msg.data:
+            return _frame_without_seq(msg)
+        return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
+    except Exception as e:  # a bug here must not stop the feed: drop the message instead
+        log.exception("cannot frame the message at seq %d", msg.seq)
+        return poison("undecodable", f"cannot frame: {e!r}")
+
+
+def _frame_without_seq(msg: StoredMsg) -> bytes:
+    """The frame of an event that may carry a top-level ``seq`` of its own (an unknown field):
+    it is replaced by the log's, so a client never sees a forged sequence."""
+    doc = msgspec.json.decode(msg.data)
+    if "seq" not in doc:
+        return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
+    doc.pop("seq")
+    return msgspec.json.encode({"seq": msg.seq, **doc})
 
 
 @dataclass(eq=False)
@@ -87,6 +104,8 @@ class Hub:
         self.clients: set[Client_] = set()
         self.position = 0
         self._task: asyncio.Task[None] | None = None
+        self.on_poison: Callable[[Poison], None] = lambda _: None
+        """Called once for each poison message the live reader passes."""
 
     async def start(self) -> None:
         self.position = await last_sequence(self.nc)
@@ -107,7 +126,15 @@ class Hub:
             for m in msgs:
                 data = frame(m)
                 self.position = m.seq
-                if data is None:
+                if isinstance(data, Poison):
+                    log.warning(
+                        "skipping poison event at seq %d on %s (%s): %s",
+                        m.seq,
+                        m.subject,
+                        data.kind,
+                        data.reason,
+                    )
+                    self.on_poison(data)
                     continue
                 job_id = names.job_id_of(m.subject)
                 for client in self.clients:
@@ -140,7 +167,7 @@ class Hub:
             )
             for m in page:
                 data = frame(m)
-                if data is not None:
+                if not isinstance(data, Poison):  # counted by the live reader
                     replayed.append((m.seq, data))
             if len(replayed) > client.limit + REPLAY_PAGE:
                 raise Overflow

@@ -12,6 +12,7 @@ import pytest
 from conveyor_bus import StoredMsg
 from conveyor_events import JobStarted, JobSubmitted, decode_event, encode_event
 from conveyor_events.events import StartedData, SubmittedData
+from conveyor_events.poison import Poison
 from conveyor_notifier.hub import Client_, Overflow, frame
 
 pytestmark = pytest.mark.unit
@@ -64,7 +65,7 @@ def offer_all(client: Client_, *seqs: int) -> None:
 def test_frame_is_seq_followed_by_the_original_fields(data: bytes) -> None:
     out = frame(stored(42, data))
 
-    assert out is not None
+    assert isinstance(out, bytes)
     assert out.startswith(b'{"seq":42,')
     decoded = json.loads(out)
     assert decoded == {"seq": 42, **json.loads(data)}
@@ -74,7 +75,7 @@ def test_frame_is_seq_followed_by_the_original_fields(data: bytes) -> None:
 def test_a_frame_is_still_a_decodable_event() -> None:
     out = frame(stored(7, SUBMITTED))
 
-    assert out is not None
+    assert isinstance(out, bytes)
     assert decode_event(out) == decode_event(SUBMITTED)
 
 
@@ -91,10 +92,38 @@ def test_a_frame_is_still_a_decodable_event() -> None:
         b'{"type": "job.deleted"}',
         SUBMITTED[:-1],
         SUBMITTED + b"}",
+        b"[" * 100_000,
+        SUBMITTED.replace(b'"payload":{', b'"payload":{"deep":' + b"[" * 5000 + b"]" * 5000 + b","),
+        SUBMITTED.replace(JOB.encode(), b"01JDQ5N3X8W4Y6Z7A9B2C3D4EZ"),
     ],
+    ids=lambda d: repr(d[:30]),
 )
-def test_frame_of_garbage_is_none(data: bytes) -> None:
-    assert frame(stored(3, data)) is None
+def test_frame_of_garbage_is_poison_and_never_raises(data: bytes) -> None:
+    out = frame(stored(3, data))
+
+    assert isinstance(out, Poison)
+    assert out.reason
+
+
+def test_a_seq_field_inside_an_event_never_replaces_the_logs() -> None:
+    forged = b'{"seq": 1, ' + SUBMITTED[1:]
+    escaped = b'{"\\u0073eq": 1, ' + SUBMITTED[1:]
+
+    for data in (forged, escaped):
+        out = frame(stored(42, data))
+
+        assert isinstance(out, bytes)
+        assert json.loads(out)["seq"] == 42
+        assert decode_event(out) == decode_event(SUBMITTED)
+
+
+def test_an_event_mentioning_seq_elsewhere_keeps_its_fields() -> None:
+    data = SUBMITTED.replace(b'"n":', b'"seq":')
+
+    out = frame(stored(5, data))
+
+    assert isinstance(out, bytes)
+    assert json.loads(out) == {"seq": 5, **json.loads(data)}
 
 
 # -- Client_ -------------------------------------------------------------------------------
