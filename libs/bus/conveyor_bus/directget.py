@@ -16,6 +16,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from conveyor_bus.connection import require_connected
 from conveyor_bus.errors import BusUnavailable
 
 
@@ -80,6 +81,7 @@ class DirectGetter:
         self, stream: str, request: dict[str, Any], timeout: float = 5.0
     ) -> list[StoredMsg]:
         """One batched direct get; the messages it returned, in stream order."""
+        require_connected(self._nc)
         await self._start()
         token = str(next(self._ids))
         pending = _Pending(single="batch" not in request)

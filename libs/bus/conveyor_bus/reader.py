@@ -3,7 +3,9 @@
 An ephemeral pull consumer without acks (the reader keeps its own position, e.g. the
 projector's checkpoint in PostgreSQL). Consumer sequences are contiguous, so a gap (a lost
 fetch reply after a reconnect) is detected and the consumer is recreated from the next
-stream sequence the reader still needs.
+stream sequence the reader still needs. After a reconnect the consumer is recreated from the
+reader's position too: the server may have restarted, and an ephemeral consumer does not
+survive that.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from conveyor_bus.connection import require_connected
 from conveyor_bus.directget import DirectGetter, StoredMsg
 from conveyor_bus.errors import BusUnavailable
 from conveyor_events import names
@@ -29,6 +32,7 @@ IDLE_CHECK_S = 2.0
 async def last_sequence(nc: Client) -> int:
     """The event log's last stream sequence (0 when empty)."""
     try:
+        require_connected(nc)
         info = await nc.jetstream().stream_info(names.STREAM)
     except Exception as e:
         raise BusUnavailable(f"stream info: {e}") from e
@@ -45,6 +49,8 @@ class LogReader:
         self._sub: Any = None
         self._consumer_seq = 0
         self._checked_at = 0.0
+        self._reconnects = 0
+        """The client's reconnect count when the consumer was created."""
 
     async def _open(self) -> None:
         config = ConsumerConfig(
@@ -56,6 +62,7 @@ class LogReader:
             mem_storage=True,
             num_replicas=1,
         )
+        self._reconnects = self._nc.stats["reconnects"]
         self._sub = await self._js.pull_subscribe(
             self._subject, durable=None, stream=names.STREAM, config=config
         )
@@ -67,6 +74,8 @@ class LogReader:
         loop = asyncio.get_running_loop()
         if self._sub is None or loop.time() - self._checked_at < IDLE_CHECK_S:
             return
+        if not self._nc.is_connected:
+            return  # fetch reopens the consumer after the reconnect
         self._checked_at = loop.time()
         try:
             info = await self._sub.consumer_info()
@@ -85,14 +94,21 @@ class LogReader:
                 await sub.unsubscribe()
 
     async def fetch(self, max_msgs: int = 1000, timeout: float = 1.0) -> list[StoredMsg]:
-        """The next messages in order (possibly none after ``timeout``)."""
+        """The next messages in order (possibly none after ``timeout``). Raises
+        BusUnavailable while NATS is away."""
         try:
+            require_connected(self._nc)
+            if self._sub is not None and self._nc.stats["reconnects"] != self._reconnects:
+                log.info("reconnected; reopening %s at %d", self._subject, self.next_seq)
+                await self.close()
             if self._sub is None:
                 await self._open()
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
             await self._check_idle_gap()
             return []
+        except BusUnavailable:
+            raise
         except Exception as e:
             log.warning("log reader on %s: %s; reopening at %d", self._subject, e, self.next_seq)
             await self.close()

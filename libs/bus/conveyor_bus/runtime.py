@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from nats.aio.client import Client
 
 from conveyor_bus.connection import connect
+from conveyor_bus.errors import BusError
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.topology import ensure_topology
 
@@ -32,13 +33,18 @@ def configure_logging(level: str) -> None:
     )
 
 
-async def connect_when_ready(url: str, name: str, timeout_s: float = 60.0) -> Client:
+async def connect_when_ready(
+    url: str,
+    name: str,
+    timeout_s: float = 60.0,
+    on_reconnect: Callable[[Client], Coroutine[Any, Any, None]] | None = None,
+) -> Client:
     """Connect, waiting for the server to come up (a service may start before NATS)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         try:
-            return await connect(url, name)
+            return await connect(url, name, on_reconnect=on_reconnect)
         except Exception as e:
             if loop.time() > deadline:
                 raise
@@ -47,14 +53,31 @@ async def connect_when_ready(url: str, name: str, timeout_s: float = 60.0) -> Cl
 
 
 async def bootstrap(settings: BusSettings, name: str) -> Client:
-    """Connect (waiting for NATS) and create whatever of the topology is missing."""
-    nc = await connect_when_ready(settings.nats_url, name)
-    await ensure_topology(
-        nc,
-        ack_wait_s=settings.ack_wait_s,
-        worker_ttl_s=settings.worker_ttl_s,
-        replicas=settings.replicas,
-    )
+    """Connect (waiting for NATS) and create whatever of the topology is missing, again after
+    every reconnect: a server that restarted has lost its memory streams (worker presence),
+    and a new server has nothing at all."""
+
+    async def topology(nc: Client) -> None:
+        await ensure_topology(
+            nc,
+            ack_wait_s=settings.ack_wait_s,
+            worker_ttl_s=settings.worker_ttl_s,
+            replicas=settings.replicas,
+        )
+
+    async def restore(nc: Client) -> None:
+        delay = 0.1
+        while not nc.is_closed:
+            try:
+                await topology(nc)
+                return
+            except BusError as e:
+                log.warning("restoring the topology after a reconnect: %s", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    nc = await connect_when_ready(settings.nats_url, name, on_reconnect=restore)
+    await topology(nc)
     return nc
 
 

@@ -14,6 +14,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
+from conveyor_bus.connection import require_connected
 from conveyor_bus.directget import DirectGetter, StoredMsg
 from conveyor_bus.errors import BusError, BusUnavailable, ConcurrencyConflict
 from conveyor_events import (
@@ -174,6 +175,7 @@ class EventStore:
     ) -> tuple[int, int]:
         """Publish as one atomic batch (or a plain publish for one message): the last
         message's stream sequence and how many messages were stored."""
+        require_connected(self._nc)
         try:
             if len(messages) == 1:
                 subject, data, headers = messages[0]

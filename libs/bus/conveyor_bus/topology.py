@@ -9,6 +9,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
+from conveyor_bus.connection import require_connected
 from conveyor_bus.errors import BusError, BusUnavailable
 from conveyor_events import names
 
@@ -70,6 +71,7 @@ async def api_request(
 ) -> dict[str, Any]:
     """A JetStream API call; raises BusError with the server's description on error."""
     payload = json.dumps(body).encode() if body is not None else b""
+    require_connected(nc)
     try:
         reply = await nc.request(subject, payload, timeout=timeout)
     except NatsTimeout as e:
