@@ -245,10 +245,40 @@ class PostgresServer:
         if probe.stdout.strip() != "1":
             subprocess.run([*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
 
+    def freeze(self) -> None:
+        """Stop the server and its backends in their tracks (SIGSTOP): connections stay
+        open and nothing answers, like a hung host. Undo with :meth:`thaw`."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        """The postmaster first (it forks no more), then every child: each backend leads a
+        process group of its own, so one killpg does not reach them."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError("postgres is not running")
+        os.kill(self.proc.pid, sig)
+        for pid in _children(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
         """SIGINT is PostgreSQL's fast shutdown."""
         _stop(self.proc, sig, timeout)
         self.proc = None
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat_file.parent.name))
+    return found
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:

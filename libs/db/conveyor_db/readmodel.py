@@ -73,8 +73,13 @@ CONNECTION_ERRORS = (
     asyncpg.CannotConnectNowError,
     asyncpg.OperatorInterventionError,
     asyncpg.UndefinedTableError,
+    asyncpg.InternalClientError,
 )
-"""Errors that mean 'PostgreSQL is not there (yet)', answered 503; others are bugs."""
+"""Errors that mean 'PostgreSQL is not there (yet)', answered 503; others are bugs.
+
+InternalClientError: a pooled connection whose server has just shut down ("terminating
+connection due to administrator command") refuses the next query with it until asyncpg
+has noticed that the connection is gone."""
 
 
 class ReadModel:
@@ -83,14 +88,34 @@ class ReadModel:
     def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
         self.pool = pool
         self._timeout = timeout
+        self._abandoned: set[asyncio.Task[list[asyncpg.Record]]] = set()
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """One query, answered within the timeout whatever PostgreSQL does. A query that
+        overruns is abandoned, not awaited: cancelling it makes asyncpg cancel it on the
+        server and clean up the connection, which against a hung server takes far longer
+        than the timeout; that finishes in the background."""
+        task = asyncio.ensure_future(self.pool.fetch(sql, *args))
         try:
-            async with asyncio.timeout(self._timeout):
-                rows: list[asyncpg.Record] = await self.pool.fetch(sql, *args)
-                return rows
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._forget)
+            raise DatabaseUnavailable(f"PostgreSQL did not answer within {self._timeout}s")
+        try:
+            rows: list[asyncpg.Record] = task.result()
         except CONNECTION_ERRORS as e:
             raise DatabaseUnavailable(f"PostgreSQL is unavailable: {e}") from e
+        return rows
+
+    def _forget(self, task: asyncio.Task[list[asyncpg.Record]]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an abandoned query's error is not news
 
     async def get(self, job_id: str) -> JobState | None:
         rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = $1", job_id)

@@ -32,7 +32,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await bootstrap(settings, "conveyor-api")
-        pool = await create_pool(settings.database_url, min_size=0, max_size=10)
+        timeout = settings.read_timeout_s
+        pool = await create_pool(settings.database_url, min_size=0, max_size=10, timeout=timeout)
 
         async def stop_signal(job_id: str) -> None:
             await nc.publish(names.STOP_SIGNAL, job_id.encode())
@@ -41,7 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
             return await queue_depth(nc)
 
         app.state.nc = nc
-        app.state.service = JobService(EventStore(nc), ReadModel(pool), stop_signal, depth)
+        reads = ReadModel(pool, timeout=timeout)
+        app.state.service = JobService(EventStore(nc), reads, stop_signal, depth)
         try:
             yield
         finally:
