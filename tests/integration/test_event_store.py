@@ -25,9 +25,11 @@ from conveyor_events import (
     StopJob,
     SubmitJob,
     decide,
+    encode_event,
     fold,
     names,
 )
+from conveyor_events.testing import completed
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +151,25 @@ async def test_a_failed_read_is_an_error_not_an_empty_history(nc: Client) -> Non
     with pytest.raises(BusUnavailable):
         await getter.batch("NO_SUCH_STREAM", {"seq": 1, "next_by_subj": "x", "batch": 10})
     assert await getter.batch(names.STREAM, {"last_by_subj": "conveyor.events.NOPE"}) == []
+
+
+async def test_poison_on_a_job_subject_is_left_out_of_its_history(nc: Client) -> None:
+    """Garbage and a forbidden transition on a job's subject (what the projector parks as
+    dead letters): readers of the job ignore them, and appends still find the subject's last
+    sequence."""
+    store = EventStore(nc)
+    job_id = "01STORE0000000000000000007"
+    await store.submit([submit(job_id)])
+    js = nc.jetstream()
+    subject = names.event_subject(job_id)
+    await js.publish(subject, b"\x00garbage")
+    forged = completed(attempt=1, job=job_id)  # completed without ever starting
+    last = await js.publish(subject, encode_event(forged))
+
+    loaded = await store.load(job_id)
+    assert loaded.state is not None and loaded.state.status == "pending"
+    assert loaded.last_seq == last.seq
+    assert [e.event.name for e in await store.history(job_id)] == ["job.submitted"]
+    outcome = await store.execute(StopJob(job_id=job_id, now=now(), actor="user:test"))
+    assert outcome.state.status == "stopped"
+    assert [e.event.name for e in await store.history(job_id)] == ["job.submitted", "job.stopped"]

@@ -24,7 +24,6 @@ from conveyor_events import (
     RunJob,
     SubmitJob,
     decide,
-    decode_event,
     encode_event,
     encode_run,
     evolve,
@@ -32,6 +31,8 @@ from conveyor_events import (
     names,
     run_to_queue,
 )
+from conveyor_events.invariants import illegal_transition
+from conveyor_events.poison import Poison, read_event
 
 log = logging.getLogger("conveyor.bus")
 
@@ -105,28 +106,46 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def history(self, job_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        """Every event of a job after ``after_seq``, in order (also after it was deleted)."""
-        msgs = await self._getter.all_by_subject(
-            names.STREAM, names.event_subject(job_id), start=after_seq + 1
-        )
-        return [StoredEvent(m.seq, decode_event(m.data)) for m in msgs]
+    async def history(self, job_id: str) -> list[StoredEvent]:
+        """Every event of a job, in order (also after it was deleted), without poison."""
+        events, _, _ = await self._read(job_id, None, 0)
+        return events
 
     async def load(self, job_id: str) -> Loaded:
-        events = await self.history(job_id)
-        if not events:
-            return Loaded(None, 0)
-        return Loaded(fold(e.event for e in events), events[-1].seq)
+        _, state, last_seq = await self._read(job_id, None, 0)
+        return Loaded(state, last_seq)
 
     async def refresh(self, loaded: Loaded) -> Loaded:
         """``loaded`` brought up to date by reading only the events after it."""
         if loaded.state is None:
             raise ValueError("refresh needs a loaded job")
-        events = await self.history(loaded.state.id, after_seq=loaded.last_seq)
-        state = loaded.state
-        for e in events:
-            state = evolve(state, e.event)
-        return Loaded(state, events[-1].seq if events else loaded.last_seq)
+        _, state, last_seq = await self._read(loaded.state.id, loaded.state, loaded.last_seq)
+        return Loaded(state, last_seq)
+
+    async def _read(
+        self, job_id: str, state: JobState | None, after_seq: int
+    ) -> tuple[list[StoredEvent], JobState | None, int]:
+        """The job's events after ``after_seq``, folded onto ``state``, and the sequence of
+        the subject's last message (the expected sequence of the next append, poison or
+        not). Poison — what the projector parks as a dead letter: garbage, or a transition
+        the table forbids — is left out, so every reader of a job agrees with the read
+        model."""
+        msgs = await self._getter.all_by_subject(
+            names.STREAM, names.event_subject(job_id), start=after_seq + 1
+        )
+        events: list[StoredEvent] = []
+        for m in msgs:
+            event = read_event(m.subject, m.data)
+            problem = (
+                event.reason if isinstance(event, Poison) else illegal_transition(state, event)
+            )
+            if problem is not None:
+                log.warning("ignoring poison at seq %d of job %s: %s", m.seq, job_id, problem)
+                continue
+            assert not isinstance(event, Poison)
+            state = evolve(state, event)
+            events.append(StoredEvent(m.seq, event))
+        return events, state, msgs[-1].seq if msgs else after_seq
 
     async def last_message(self, subject: str) -> StoredMsg | None:
         got = await self._getter.batch(names.STREAM, {"last_by_subj": subject})

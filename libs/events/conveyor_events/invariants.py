@@ -25,7 +25,7 @@ def history_problems(events: Sequence[AnyEvent]) -> list[str]:
     state: JobState | None = None
     completions = 0
     for index, event in enumerate(events):
-        problem = _illegal(state, event)
+        problem = illegal_transition(state, event)
         if problem:
             problems.append(f"event {index + 1} ({event.name}): {problem}")
             continue
@@ -36,7 +36,7 @@ def history_problems(events: Sequence[AnyEvent]) -> list[str]:
     return problems
 
 
-def _illegal(state: JobState | None, event: AnyEvent) -> str | None:
+def illegal_transition(state: JobState | None, event: AnyEvent) -> str | None:
     if isinstance(event, JobSubmitted):
         return None if state is None else "submitted twice"
     if state is None:

@@ -13,7 +13,7 @@ from typing import Final, Literal
 import msgspec
 
 from conveyor_events.events import EVENT_TYPES, AnyEvent, decode_event
-from conveyor_events.invariants import _illegal
+from conveyor_events.invariants import illegal_transition
 from conveyor_events.names import job_id_of
 from conveyor_events.state import JobState
 
@@ -67,7 +67,7 @@ def read_event(subject: str, raw: bytes) -> AnyEvent | Poison:
 def transition_problem(state: JobState | None, event: AnyEvent) -> str | None:
     """Why ``event`` cannot follow ``state`` according to the transitions table (the same rule
     as :func:`conveyor_events.invariants.history_problems`), or None when it can."""
-    problem = _illegal(state, event)
+    problem = illegal_transition(state, event)
     return None if problem is None else f"{event.name} for job {event.job_id}: {problem}"
 
 
