@@ -18,14 +18,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import websockets
 from nats.aio.client import Client
 
 from conveyor_bus import DirectGetter
 from conveyor_bus.reader import last_event_sequence
-from conveyor_cli.embedded import free_port
 from conveyor_db import ReadModel, create_pool
 from conveyor_events import encode_event, names
 from conveyor_events import testing as ev
@@ -44,37 +42,12 @@ DECODING_KINDS = ("undecodable", "unknown_type", "invalid", "wrong_subject")
 as the events endpoint shows them)."""
 
 
-class MeteredSystem(System):
-    """The system with the projector's metrics endpoint on (``CONVEYOR_METRICS_PORT``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.projector_metrics_port = free_port()
-
-    def start(self, name: str, command: str, **env: str) -> subprocess.Popen[bytes]:
-        if command == "projector":
-            env.setdefault("CONVEYOR_METRICS_PORT", str(self.projector_metrics_port))
-        return super().start(name, command, **env)
-
-    def __enter__(self) -> MeteredSystem:
-        super().__enter__()
-        return self
-
-    @property
-    def projector_metrics(self) -> str:
-        return f"http://127.0.0.1:{self.projector_metrics_port}/metrics"
-
-    @property
-    def notifier_metrics(self) -> str:
-        return f"http://127.0.0.1:{self.notifier_port}/metrics"
-
-
 @pytest.fixture(scope="module")
 def metered(
     nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[MeteredSystem]:
+) -> Iterator[System]:
     logs = tmp_path_factory.mktemp("logs")
-    with MeteredSystem(nats_url, database_url, logs, workers=2) as s:
+    with System(nats_url, database_url, logs, workers=2, metrics=True) as s:
         yield s
     for name in ("projector", "notifier"):
         text = (logs / f"{name}.log").read_text(errors="replace")
@@ -101,15 +74,6 @@ def conveyor(system: System, *args: str, timeout: float = 60) -> subprocess.Comp
     )
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """One sample of a Prometheus endpoint (0 when the series has none)."""
-    text = httpx.get(url, timeout=5).text
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
-    found = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
-
-
 async def eventually(check: Any, timeout: float = 15) -> None:
     """Retry ``check()`` (a function that asserts) until it passes or time runs out."""
     deadline = time.monotonic() + timeout
@@ -132,7 +96,7 @@ async def feed(url: str, frames: list[dict[str, Any]], ready: asyncio.Event) -> 
 
 
 async def test_poison_is_parked_counted_and_skipped_while_normal_jobs_run(
-    metered: MeteredSystem, nc: Client, pool: asyncpg.Pool
+    metered: System, nc: Client, pool: asyncpg.Pool
 ) -> None:
     js = nc.jetstream()
     poison: dict[int, str] = {}
@@ -201,20 +165,22 @@ async def test_poison_is_parked_counted_and_skipped_while_normal_jobs_run(
         # the projector counted the dead letters by kind and reports its checkpoint
         kinds = Counter(poison.values())
 
+        dead_letters = "conveyor_projector_dead_letters_total"
+
         def projector_counted() -> None:
-            url = metered.projector_metrics
             for kind, n in kinds.items():
-                assert metric(url, "conveyor_projector_dead_letters_total", kind=kind) == n
-            assert metric(url, "conveyor_projector_checkpoint") == last
-            assert metric(url, "conveyor_projector_events_applied_total") >= 3 * len(jobs)
+                assert metered.metric("projector", dead_letters, kind=kind) == n
+            assert metered.metric("projector", "conveyor_projector_checkpoint") == last
+            applied = metered.metric("projector", "conveyor_projector_events_applied_total")
+            assert applied >= 3 * len(jobs)
 
         await eventually(projector_counted)
 
         # the notifier counted what it cannot decode
         def notifier_counted() -> None:
             for kind in DECODING_KINDS:
-                counted = metric(
-                    metered.notifier_metrics, "conveyor_notifier_poison_events_total", kind=kind
+                counted = metered.metric(
+                    "notifier", "conveyor_notifier_poison_events_total", kind=kind
                 )
                 assert counted == kinds[kind], kind
 
@@ -258,7 +224,7 @@ def _assert_len(frames: list[dict[str, Any]], n: int) -> None:
 
 
 async def test_verify_fails_on_a_hand_edited_row_and_on_a_job_that_does_not_finish(
-    metered: MeteredSystem, pool: asyncpg.Pool
+    metered: System, pool: asyncpg.Pool
 ) -> None:
     job = metered.submit("noop")
     metered.wait_for(job["id"], "completed")

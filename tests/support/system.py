@@ -29,6 +29,7 @@ class System:
         *,
         workers: int = 2,
         env: dict[str, str] | None = None,
+        metrics: bool = False,
     ) -> None:
         self.nats_url = nats_url
         self.database_url = database_url
@@ -36,7 +37,8 @@ class System:
         self.api_port = free_port()
         self.notifier_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.metrics_ports: dict[str, int] = {}
+        self.with_metrics = metrics
+        self.metrics_ports: dict[str, int] = {"notifier": self.notifier_port}
         self.env = {
             **os.environ,
             "NATS_URL": nats_url,
@@ -60,7 +62,14 @@ class System:
 
     # -- processes -----------------------------------------------------------------------
 
-    def start(self, name: str, command: str, **env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: str, *, metrics: bool = False, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A service process; a projector or worker started with ``metrics`` (or in a system
+        built with ``metrics=True``) serves Prometheus metrics on a port of its own."""
+        if (metrics or self.with_metrics) and command in ("projector", "worker"):
+            self.metrics_ports[name] = free_port()
+            env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[name])
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor_cli.main", command],
@@ -75,19 +84,11 @@ class System:
         self, name: str, *, metrics: bool = False, **env: str
     ) -> subprocess.Popen[bytes]:
         """A worker process; with ``metrics``, serving Prometheus metrics (see ``metric``)."""
-        if metrics:
-            self.metrics_ports[name] = free_port()
-            env["CONVEYOR_METRICS_PORT"] = str(self.metrics_ports[name])
-        return self.start(name, "worker", CONVEYOR_WORKER_ID=name, **env)
+        return self.start(name, "worker", metrics=metrics, CONVEYOR_WORKER_ID=name, **env)
 
     def metric(self, name: str, sample: str, **labels: str) -> float:
         """One sample of a process's Prometheus metrics (0 when the series has none yet)."""
-        port = self.metrics_ports[name]
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        pattern = re.escape(sample) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
-        match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
+        return scrape(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", sample, **labels)
 
     def signal(self, name: str, sig: int) -> None:
         self.procs[name].send_signal(sig)
@@ -203,3 +204,12 @@ class System:
                 return
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} still in the read model")
+
+
+def scrape(url: str, sample: str, **labels: str) -> float:
+    """One sample of a Prometheus endpoint (0 when the series has none yet)."""
+    text = httpx.get(url, timeout=5).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.escape(sample) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
+    match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
