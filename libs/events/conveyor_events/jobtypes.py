@@ -41,7 +41,7 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
             f"type: unknown job type {job_type!r}; known types: {known}", field="type"
         )
     try:
-        value = msgspec.convert(payload, schema, strict=True)
+        value = msgspec.convert(_json_numbers(payload), schema, strict=True)
     except msgspec.ValidationError as e:
         text = str(e)
         match = _PATH.search(text)
@@ -53,6 +53,18 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
         raise InvalidPayload(f"{field}: {message}", field=field) from e
     result: dict[str, Any] = msgspec.to_builtins(value)
     return result
+
+
+def _json_numbers(value: Any) -> Any:
+    """JSON has one kind of number: an integral ``2.0`` is the integer 2 (as JSON Schema's
+    ``integer`` says), so an int field takes it; ``1.5`` and ``"2"`` are still refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
 
 
 T = TypeVar("T", bound=msgspec.Struct)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from conveyor_bus import BusError, BusUnavailable
 from conveyor_db import DatabaseUnavailable
@@ -82,14 +83,34 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
     return problem(422, detail or "invalid request", errors)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path. Starlette's 405 names only the methods of
+    the first route whose path matched (``Allow: POST`` for ``/jobs``, which also has GET)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match in (Match.FULL, Match.PARTIAL):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_problem(exc)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            return problem(
+                405,
+                f"{request.method} is not allowed here; allowed: {headers['Allow']}",
+                headers=headers,
+            )
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from conveyor_api.ids import is_job_id
+from conveyor_api.ids import JOB_ID, is_job_id
 from conveyor_api.problems import problem
 from conveyor_api.schemas import (
     BatchIn,
@@ -38,6 +38,10 @@ system_router = APIRouter()
 ANONYMOUS = "user:anonymous"
 PRINTABLE = r"^[^\x00-\x1f]*$"
 """Filters are text without control characters (PostgreSQL refuses NUL)."""
+_STATUS = "(" + "|".join(STATUSES) + ")?"
+STATUS_LIST = rf"^\s*{_STATUS}\s*(,\s*{_STATUS}\s*)*$"
+"""What ``status`` accepts: a comma list of statuses, blanks around items ignored (checked in
+the route, with a message naming the unknown values; the pattern documents it)."""
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (400, 404, 409, 413, 422, 503)
@@ -56,7 +60,17 @@ def _json(model: JobOut | BatchOut, status: int, headers: dict[str, str] | None 
 
 
 @router.post(
-    "/jobs", status_code=201, response_model=JobOut, responses=_ERRORS, summary="Submit a job"
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    responses={
+        200: {
+            "model": JobOut,
+            "description": "A repeat of an Idempotency-Key: the job first submitted with it",
+        },
+        **_ERRORS,
+    },
+    summary="Submit a job",
 )
 async def submit_job(
     body: JobIn,
@@ -88,7 +102,10 @@ async def submit_batch(body: BatchIn, request: Request) -> Response:
 @router.get("/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first")
 async def list_jobs(
     request: Request,
-    status: Annotated[str | None, Query(description="comma list of statuses")] = None,
+    status: Annotated[
+        str | None,
+        Query(description="comma list of statuses", json_schema_extra={"pattern": STATUS_LIST}),
+    ] = None,
     priority: Priority | None = None,
     type: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
     q: Annotated[
@@ -96,7 +113,14 @@ async def list_jobs(
         Query(max_length=200, pattern=PRINTABLE, description="id prefix or payload text"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the next_cursor of the previous page",
+            json_schema_extra={"pattern": f"^{JOB_ID.pattern}$"},
+        ),
+    ] = None,
 ) -> Response:
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else []
     unknown = [s for s in statuses if s not in STATUSES]

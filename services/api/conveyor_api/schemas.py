@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -16,21 +18,61 @@ from pydantic import (
 )
 
 from conveyor_events import JobState
+from conveyor_events.jobtypes import PAYLOAD_SCHEMAS
 
 Priority = Literal["high", "regular"]
 
 
+def _integral(value: object) -> object:
+    """JSON has one kind of number: ``2.0`` is the integer 2, as JSON Schema's ``integer``
+    (and so the OpenAPI document) says. ``1.5``, ``"2"`` and ``true`` are still refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _job_types(schema: dict[str, Any]) -> None:
+    """Document what the API really accepts: ``type`` is a registered job type and
+    ``payload`` matches that type's schema (validated by :mod:`conveyor_events.jobtypes`, which
+    names the wrong field; pydantic only sees a string and an object)."""
+    names = sorted(PAYLOAD_SCHEMAS)
+    _, payloads = msgspec.json.schema_components(
+        [PAYLOAD_SCHEMAS[n] for n in names], ref_template="#/components/schemas/{name}"
+    )
+    schema["properties"]["type"]["enum"] = names
+    schema["oneOf"] = [
+        {
+            "properties": {
+                "type": {"const": name},
+                "payload": payloads[PAYLOAD_SCHEMAS[name].__name__],
+            }
+        }
+        for name in names
+    ]
+
+
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_job_types)
 
     type: StrictStr = Field(min_length=1, max_length=200, examples=["sleep"])
     priority: Priority = "regular"
     payload: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 5}])
-    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100), BeforeValidator(_integral)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400, strict=True)] | None = None
     run_at: AwareDatetime | None = Field(
         None, description="RFC 3339 with a time zone; the job does not start before it"
     )
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        """Only the string the schema documents (pydantic would also take a number of
+        seconds since 1970)."""
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                "must be an RFC 3339 datetime string with a time zone, e.g. 2026-11-23T12:00:00Z"
+            )
+        return value
 
     @field_validator("run_at")
     @classmethod

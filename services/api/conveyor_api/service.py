@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
+
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
-from conveyor_bus import ConcurrencyConflict, EventStore, Outcome, StoredEvent
+from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Outcome, StoredEvent
 from conveyor_bus.reader import event_lag
 from conveyor_bus.workers import WorkerInfo, live_workers
 from conveyor_db import JobFilter, Page, ReadModel
@@ -17,11 +19,14 @@ from conveyor_events import (
     AnyCommand,
     DeleteJob,
     InvalidPayload,
+    JobDeleted,
     JobNotFound,
     JobState,
     RestartJob,
     StopJob,
     SubmitJob,
+    decode_event,
+    names,
 )
 from conveyor_events.jobtypes import validate_payload
 
@@ -137,9 +142,27 @@ class JobService:
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobState:
-        state = await self.reads.get(job_id) if is_job_id(job_id) else None
+        """The job from the read model, checked against the log's last event for it, so that
+        a client never reads the opposite of what a write just answered: a job created a
+        moment ago (201) is found before the projector has written its row, a job deleted a
+        moment ago (204) is gone although its row is still there. When NATS is away the read
+        model answers alone."""
+        state = None
+        if is_job_id(job_id):
+            state = await self._caught_up(job_id, await self.reads.get(job_id))
         if state is None:
             raise JobNotFound(f"job {job_id} not found")
+        return state
+
+    async def _caught_up(self, job_id: str, state: JobState | None) -> JobState | None:
+        try:
+            last = await self.store.last_message(names.event_subject(job_id))
+            if last is None or isinstance(decode_event(last.data), JobDeleted):
+                return None
+            if state is None:
+                return (await self.store.load(job_id)).state
+        except (BusError, msgspec.MsgspecError):
+            pass  # NATS away, or an event the API cannot read: the read model's answer
         return state
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
