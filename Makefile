@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test check lint typecheck format venv clean unit integration e2e browser
+.PHONY: up test check lint typecheck format venv clean unit integration e2e browser soak
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv \
@@ -30,6 +30,18 @@ integration: venv
 
 browser: venv
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
+# The fault battery bigger and longer: CONVEYOR_SOAK_SCALE multiplies the jobs and events of
+# the kill-storm and projector-crash tests (and their time bounds); every round runs the whole
+# integration and end-to-end battery. Not part of `make test`.
+SOAK_SCALE ?= 10
+SOAK_ROUNDS ?= 3
+soak: venv
+	@for round in $$(seq $(SOAK_ROUNDS)); do \
+	  echo "== soak round $$round of $(SOAK_ROUNDS) (scale $(SOAK_SCALE))"; \
+	  CONVEYOR_SOAK_SCALE=$(SOAK_SCALE) $(BIN)/python -m pytest -m "integration or e2e" \
+	    --timeout 1800 $(PYTEST_ARGS) || exit 1; \
+	done
 
 lint: venv
 	$(BIN)/ruff check .
