@@ -1,0 +1,225 @@
+"""``Idempotency-Key``: one job per key, however often and however late it is repeated.
+
+The key is recorded in the log itself (``conveyor.idempotency.<hash>``, written in the job's
+atomic batch with an expected last subject sequence of 0), not left to JetStream's
+``Nats-Msg-Id`` deduplication. To show that, this module's event-log stream is created with a
+duplicate window of one second, and the repeats come after JetStream itself has forgotten a
+message id (a probe shows it storing the same id twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from conveyor_api.schemas import JobIn
+from conveyor_api.service import JobService
+from conveyor_bus import BusError, DirectGetter, EventStore, connect
+from conveyor_bus.topology import api_request, event_log_config
+from conveyor_events import decode_event, names
+from support.invariants import verify
+from support.system import System
+
+pytestmark = pytest.mark.e2e
+
+WINDOW_S = 1.0
+CALLS = 100
+
+
+@pytest.fixture(scope="module")
+async def short_window(nats_url: str) -> AsyncIterator[float]:
+    """The event-log stream with a duplicate window of ``WINDOW_S``, made before the services
+    start (they create only what is missing). On a shared server (``NATS_URL``) the existing
+    stream is updated, and put back afterwards."""
+    nc = await connect(nats_url, "conveyor-tests")
+    config = {**event_log_config(), "duplicate_window": int(WINDOW_S * 10**9)}
+    try:
+        info: dict[str, Any] | None = await api_request(nc, f"$JS.API.STREAM.INFO.{names.STREAM}")
+    except BusError:  # no such stream yet
+        info = None
+    verb = "UPDATE" if info else "CREATE"
+    await api_request(nc, f"$JS.API.STREAM.{verb}.{names.STREAM}", config)
+    try:
+        yield WINDOW_S
+    finally:
+        if info:
+            await api_request(nc, f"$JS.API.STREAM.UPDATE.{names.STREAM}", info["config"])
+        await nc.close()
+
+
+@pytest.fixture(scope="module")
+def system(
+    short_window: float, nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    with System(nats_url, database_url, tmp_path_factory.mktemp("logs"), workers=1) as s:
+        yield s
+
+
+async def post_all(
+    system: System, bodies: list[dict[str, Any]], key: str | None
+) -> list[httpx.Response]:
+    """Every body at once, each on its own connection, with ``key`` as Idempotency-Key."""
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    limits = httpx.Limits(max_connections=len(bodies))
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30, limits=limits) as client:
+        go = asyncio.Event()
+
+        async def post(body: dict[str, Any]) -> httpx.Response:
+            await go.wait()
+            return await client.post("/api/v1/jobs", json=body, headers=headers)
+
+        calls = [asyncio.create_task(post(b)) for b in bodies]
+        await asyncio.sleep(0.05)
+        go.set()
+        return await asyncio.gather(*calls)
+
+
+async def log_counts(nc: Client, key: str) -> tuple[int, int, int]:
+    """(job.submitted events, run commands, records of ``key``) in the whole log."""
+    getter = DirectGetter(nc)
+    events = await getter.all_by_subject(names.STREAM, names.EVENTS_ALL)
+    submitted = sum(decode_event(m.data).name == "job.submitted" for m in events)
+    runs = len(await getter.all_by_subject(names.STREAM, f"{names.RUN_PREFIX}.*"))
+    records = len(await getter.all_by_subject(names.STREAM, names.idempotency_subject(key)))
+    return submitted, runs, records
+
+
+async def forgotten_by_jetstream(nc: Client, timeout: float = 10) -> None:
+    """Wait until JetStream stores a second message with a ``Nats-Msg-Id`` it has seen: its
+    own deduplication has forgotten everything older (the control that the window passed)."""
+    js = nc.jetstream()
+    probe = {"Nats-Msg-Id": f"probe-{uuid.uuid4()}"}
+    subject = f"{names.IDEMPOTENCY_PREFIX}.window-probe"
+    first = await js.publish(subject, b"probe", headers=probe)
+    again = await js.publish(subject, b"probe", headers=probe)
+    assert again.duplicate and again.seq == first.seq  # inside the window: deduplicated
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(WINDOW_S / 2)
+        later = await js.publish(subject, b"probe", headers=probe)
+        if not later.duplicate:
+            assert later.seq > first.seq
+            return
+    raise AssertionError("JetStream never forgot the probe's message id")
+
+
+async def test_a_key_sent_100_times_at_once_creates_one_job(system: System, nc: Client) -> None:
+    key = f"nightly-{uuid.uuid4()}"
+    before = await log_counts(nc, key)
+
+    responses = await post_all(system, [{"type": "noop"}] * CALLS, key)
+
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: CALLS - 1}
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1, ids
+    [job_id] = ids
+    assert {r.headers["location"] for r in responses} == {f"/api/v1/jobs/{job_id}"}
+    submitted, runs, records = await log_counts(nc, key)
+    assert (submitted - before[0], runs - before[1], records) == (1, 1, 1)
+    assert [e["type"] for e in system.events(job_id)][:1] == ["job.submitted"]
+
+    # After JetStream's duplicate window: still the one job, nothing written.
+    await forgotten_by_jetstream(nc)
+    late = await post_all(system, [{"type": "noop"}] * CALLS, key)
+    assert Counter(r.status_code for r in late) == {200: CALLS}
+    assert {r.json()["id"] for r in late} == {job_id}
+    assert await log_counts(nc, key) == (submitted, runs, 1)
+
+
+async def test_the_count_sees_every_job_without_a_key(system: System, nc: Client) -> None:
+    """Control for the counting above: the same burst without the header makes 100 jobs."""
+    before = await log_counts(nc, "unused")
+
+    responses = await post_all(system, [{"type": "noop"}] * CALLS, None)
+
+    assert Counter(r.status_code for r in responses) == {201: CALLS}
+    submitted, runs, _ = await log_counts(nc, "unused")
+    assert (submitted - before[0], runs - before[1]) == (CALLS, CALLS)
+
+
+class _UnguardedRecord(EventStore):
+    """The event store writing the idempotency record without its expected sequence 0."""
+
+    async def _publish_batch(
+        self, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> tuple[int, int]:
+        unguarded = [
+            (subject, data, {} if subject.startswith(names.IDEMPOTENCY_PREFIX) else headers)
+            for subject, data, headers in messages
+        ]
+        return await super()._publish_batch(unguarded)
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["record", "control-unguarded"])
+async def test_the_record_s_expected_sequence_is_what_makes_one_job(
+    nc: Client, guarded: bool
+) -> None:
+    """The API's submit path in process, 100 times at once with one key: with the record's
+    expected last subject sequence 0 there is one job; without it (the control) the requests
+    that looked up the key before any record existed each create one."""
+    store = EventStore(nc) if guarded else _UnguardedRecord(nc)
+    unused = cast(Any, None)  # submit needs neither the read model nor the queue
+    service = JobService(store, unused, unused, unused)
+    key = f"in-process-{uuid.uuid4()}"
+
+    submitted = await asyncio.gather(
+        *(service.submit(JobIn(type="noop"), "user:test", key) for _ in range(CALLS))
+    )
+
+    created = {s.state.id for s in submitted if s.created}
+    assert (len(created) == 1) is guarded, len(created)
+
+
+async def test_a_repeat_with_another_body_returns_the_first_job(system: System) -> None:
+    """docs/reference/rest-api.md, Idempotency: bodies are not compared; a repeat returns the
+    job first submitted with the key (200), however different its body; an invalid body is
+    refused (422) before the key is looked at, and writes nothing."""
+    key = f"report-{uuid.uuid4()}"
+    first = system.http.post(
+        "/api/v1/jobs",
+        json={"type": "sleep", "payload": {"seconds": 0.1, "steps": 1}},
+        headers={"Idempotency-Key": key},
+    )
+    assert first.status_code == 201, first.text
+    others: list[dict[str, Any]] = [
+        {"type": "noop"},
+        {"type": "noop", "priority": "high", "max_attempts": 3},
+        {"type": "sleep", "payload": {"seconds": 9}},
+    ] * 10
+
+    repeats = await post_all(system, others, key)
+
+    assert {r.status_code for r in repeats} == {200}
+    assert {r.json()["id"] for r in repeats} == {first.json()["id"]}
+    assert {(r.json()["type"], r.json()["priority"]) for r in repeats} == {("sleep", "regular")}
+    bad = system.http.post("/api/v1/jobs", json={"type": "bogus"}, headers={"Idempotency-Key": key})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_repeat_after_delete_returns_the_deleted_job(system: System) -> None:
+    """docs/reference/rest-api.md, Idempotency: 200 with the job's last state, while
+    GET /jobs/{id} answers 404; no second job."""
+    key = f"once-{uuid.uuid4()}"
+    job = system.http.post("/api/v1/jobs", json={"type": "noop"}, headers={"Idempotency-Key": key})
+    system.wait_for(job.json()["id"], "completed")
+    assert system.http.delete(f"/api/v1/jobs/{job.json()['id']}").status_code == 204
+
+    again = system.http.post(
+        "/api/v1/jobs", json={"type": "noop"}, headers={"Idempotency-Key": key}
+    )
+
+    assert again.status_code == 200 and again.json()["id"] == job.json()["id"]
+    assert again.json()["status"] == "completed"
+    assert system.job(job.json()["id"]).status_code == 404
+
+
+def test_the_read_model_equals_the_log(system: System) -> None:
+    verify(system)
