@@ -15,6 +15,10 @@ class NoopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``noop``: returns null at once."""
 
 
+BUSY_LIMIT_S = 30.0
+"""The longest a ``sleep`` job may burn CPU (``busy``)."""
+
+
 class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``sleep``: reports progress ``steps`` times over ``seconds``, then completes
     (or fails, if ``fail``). With ``busy`` it burns CPU instead of sleeping, never yielding to
@@ -25,8 +29,25 @@ class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fail: bool = False
     busy: bool = False
 
+    def __post_init__(self) -> None:
+        if self.busy and self.seconds > BUSY_LIMIT_S:
+            # a busy handler holds its worker's event loop: no stop, timeout or shutdown
+            # takes effect meanwhile, so keep it short
+            raise ValueError(
+                f"with busy=true, seconds must be at most {BUSY_LIMIT_S:g} - at `$.seconds`"
+            )
+
 
 PAYLOAD_SCHEMAS: dict[str, type[msgspec.Struct]] = {"noop": NoopPayload, "sleep": SleepPayload}
+
+PAYLOAD_SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    "SleepPayload": {
+        "if": {"properties": {"busy": {"const": True}}, "required": ["busy"]},
+        "then": {"properties": {"seconds": {"maximum": BUSY_LIMIT_S}}},
+    }
+}
+"""JSON Schema for what a payload's ``__post_init__`` checks across fields, by schema name
+(msgspec's generated schema describes each field on its own)."""
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")

@@ -113,3 +113,11 @@ def test_an_unknown_type_is_refused_naming_the_type_field(job_type: str) -> None
     assert raised.value.field == "type"
     assert str(raised.value) == f"type: unknown job type {job_type!r}; known types: noop, sleep"
     assert isinstance(raised.value, InvalidPayload)  # the API answers 422 for both
+
+
+def test_a_busy_sleep_is_kept_short() -> None:
+    assert validate_payload("sleep", {"seconds": 30, "busy": True})["busy"] is True
+    with pytest.raises(InvalidPayload) as raised:
+        validate_payload("sleep", {"seconds": 30.5, "busy": True})
+    assert raised.value.field == "payload.seconds"
+    assert str(raised.value) == "payload.seconds: with busy=true, seconds must be at most 30"

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from conveyor_events import JobState
-from conveyor_events.jobtypes import PAYLOAD_SCHEMAS
+from conveyor_events.jobtypes import PAYLOAD_SCHEMA_RULES, PAYLOAD_SCHEMAS
 
 Priority = Literal["high", "regular"]
 
@@ -44,7 +44,10 @@ def _job_types(schema: dict[str, Any]) -> None:
         {
             "properties": {
                 "type": {"const": name},
-                "payload": payloads[PAYLOAD_SCHEMAS[name].__name__],
+                "payload": {
+                    **payloads[PAYLOAD_SCHEMAS[name].__name__],
+                    **PAYLOAD_SCHEMA_RULES.get(PAYLOAD_SCHEMAS[name].__name__, {}),
+                },
             }
         }
         for name in names
