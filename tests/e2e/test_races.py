@@ -223,10 +223,6 @@ async def test_the_race_needs_the_logs_optimistic_concurrency(nc: Client, protec
 
 
 def test_the_read_model_equals_the_log_after_the_races(system: System) -> None:
-    report = verify(system)  # read model == fold of the log; every job terminal; valid paths
-    parked = [
-        line
-        for line in report.splitlines()
-        if line.startswith("parked:") and not any(j in line for j in UNPROTECTED)
-    ]
-    assert parked == [], report  # nothing the API wrote was taken for poison
+    # read model == fold of the log; every job terminal; valid paths; nothing the API wrote
+    # was taken for poison (only the control's events are parked)
+    verify(system, poisoned=UNPROTECTED)
