@@ -21,7 +21,7 @@ from nats.aio.client import Client
 
 from conveyor_bus import connect, ensure_topology
 from conveyor_cli.embedded import NatsServer, PostgresServer
-from conveyor_db import migrate
+from conveyor_db import create_pool, migrate
 from support.system import System
 
 _db_numbers = itertools.count()
@@ -115,6 +115,16 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on this module's database."""
+    pool = await create_pool(database_url)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture(scope="module")

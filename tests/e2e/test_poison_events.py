@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -24,7 +21,7 @@ from nats.aio.client import Client
 
 from conveyor_bus import DirectGetter
 from conveyor_bus.reader import last_event_sequence
-from conveyor_db import ReadModel, create_pool
+from conveyor_db import ReadModel
 from conveyor_events import encode_event, names
 from conveyor_events import testing as ev
 from support.system import System
@@ -52,26 +49,6 @@ def metered(
     for name in ("projector", "notifier"):
         text = (logs / f"{name}.log").read_text(errors="replace")
         assert "Traceback" not in text, f"{name} crashed:\n{text[-3000:]}"
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-def conveyor(system: System, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NATS_URL": system.nats_url, "DATABASE_URL": system.database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor_cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 async def eventually(check: Any, timeout: float = 15) -> None:
@@ -211,7 +188,7 @@ async def test_poison_is_parked_counted_and_skipped_while_normal_jobs_run(
         listener.cancel()
 
     # verify waits for idle, lists the parked events and passes
-    verified = conveyor(metered, "verify", "--wait", "20")
+    verified = metered.conveyor("verify", "--wait", "20")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     for seq, kind in poison.items():
         line = rf"^parked: seq {seq} on conveyor\.events\.\w+: {kind}: \S"
@@ -230,7 +207,7 @@ async def test_verify_fails_on_a_hand_edited_row_and_on_a_job_that_does_not_fini
     metered.wait_for(job["id"], "completed")
     await pool.execute("UPDATE jobs SET progress = 42 WHERE id = $1", job["id"])
     try:
-        edited = conveyor(metered, "verify")
+        edited = metered.conveyor("verify")
         assert edited.returncode == 1, edited.stdout
         assert f"differs: {job['id']}.progress: log 100.0, read model 42.0" in edited.stdout
         assert edited.stdout.splitlines()[-1].startswith("FAILED: 0 missing, 0 extra, 1 differing")
@@ -240,11 +217,11 @@ async def test_verify_fails_on_a_hand_edited_row_and_on_a_job_that_does_not_fini
     slow = metered.submit("sleep", payload={"seconds": 30, "steps": 30})
     metered.wait_for(slow["id"], "running")
     try:
-        unfinished = conveyor(metered, "verify", "--wait", "1")
+        unfinished = metered.conveyor("verify", "--wait", "1")
         assert unfinished.returncode == 1, unfinished.stdout
         assert f"not terminal after waiting 1 s: {slow['id']} (running)" in unfinished.stdout
         assert "1 jobs not terminal" in unfinished.stdout.splitlines()[-1]
-        counted = conveyor(metered, "verify")
+        counted = metered.conveyor("verify")
         assert counted.returncode == 0, counted.stdout
         assert "1 jobs not terminal yet (1 running)" in counted.stdout
     finally:

@@ -5,8 +5,6 @@ table misses one)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 from nats.aio.client import Client
@@ -14,7 +12,7 @@ from nats.aio.client import Client
 from conveyor_bus import StoredMsg
 from conveyor_bus.reader import LogReader
 from conveyor_cli.verify import verify
-from conveyor_db import ReadModel, create_pool, reset
+from conveyor_db import ReadModel, reset
 from conveyor_events import AnyEvent, encode_event, names
 from conveyor_events import testing as ev
 from conveyor_projector.metrics import ProjectorMetrics
@@ -52,15 +50,6 @@ LOG: list[tuple[str, bytes, str | None]] = [
     (names.event_subject(F), encode_event(ev.submitted(job=A)), "wrong_subject"),
     (*event(ev.submitted(job=F)), None),
 ]
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

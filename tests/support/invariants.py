@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 
@@ -36,13 +34,7 @@ def wait_terminal(system: System, job_ids: Iterable[str], timeout: float = 60) -
 def verify(system: System, wait_s: float = 30, *, poisoned: Iterable[str] = ()) -> str:
     """``conveyor verify --wait``: read model == fold of the log, projector caught up, every
     job terminal, every history a valid path (invariants 1 to 4). Its report."""
-    result = subprocess.run(
-        [sys.executable, "-m", "conveyor_cli.main", "verify", "--wait", str(wait_s)],
-        env={**system.env},
-        capture_output=True,
-        text=True,
-        timeout=wait_s + 120,
-    )
+    result = system.conveyor("verify", "--wait", str(wait_s), timeout=wait_s + 120)
     assert result.returncode == 0, f"verify failed:\n{result.stdout}\n{result.stderr}"
     # verify leaves parked events out; none may exist but on the jobs a test ``poisoned`` on
     # purpose (an event the services wrote that the projector had to park breaks invariant 4)

@@ -90,6 +90,21 @@ class System:
         """One sample of a process's Prometheus metrics (0 when the series has none yet)."""
         return scrape(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", sample, **labels)
 
+    def conveyor(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The ``conveyor`` command, pointed at this system's services and servers."""
+        env = {
+            **self.env,
+            "CONVEYOR_API_URL": self.api_url,
+            "CONVEYOR_NOTIFIER_URL": self.ws_url,
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "conveyor_cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def signal(self, name: str, sig: int) -> None:
         self.procs[name].send_signal(sig)
 
