@@ -173,3 +173,11 @@ async def test_poison_on_a_job_subject_is_left_out_of_its_history(nc: Client) ->
     outcome = await store.execute(StopJob(job_id=job_id, now=now(), actor="user:test"))
     assert outcome.state.status == "stopped"
     assert [e.event.name for e in await store.history(job_id)] == ["job.submitted", "job.stopped"]
+
+
+async def test_the_leader_says_whether_a_job_was_ever_submitted(nc: Client) -> None:
+    store = EventStore(nc)
+    job_id = "01STORE0000000000000000008"
+    assert await store.on_leader(job_id) is False
+    await store.submit([submit(job_id)])
+    assert await store.on_leader(job_id) is True

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -150,6 +152,19 @@ class EventStore:
     async def last_message(self, subject: str) -> StoredMsg | None:
         got = await self._getter.batch(names.STREAM, {"last_by_subj": subject})
         return got[0] if got else None
+
+    async def on_leader(self, job_id: str) -> bool:
+        """Whether the stream's leader holds any event of the job. Direct gets may be served
+        by a replica that lags; this asks the leader, so a False is final: the job was never
+        submitted (its first event and its run command are written together)."""
+        require_connected(self._nc)
+        try:
+            await self._nc.jetstream().get_last_msg(names.STREAM, names.event_subject(job_id))
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, TimeoutError) as e:
+            raise BusUnavailable(f"cannot ask the stream leader about {job_id}: {e}") from e
+        return True
 
     # -- writing -------------------------------------------------------------------------
 

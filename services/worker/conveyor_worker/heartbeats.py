@@ -42,6 +42,15 @@ class Heartbeats:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="heartbeats", daemon=True)
         self.metrics = metrics
+        self.last_success = time.monotonic()
+        """When heartbeats last reached NATS (monotonic)."""
+
+    def healthy(self, now: float) -> bool:
+        """The thread runs and has flushed to NATS within the last three intervals (or is
+        still starting)."""
+        if not self._thread.is_alive():
+            return False
+        return now - self.last_success < 3 * self.interval_s + 5
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
@@ -84,15 +93,14 @@ class Heartbeats:
             while not self._closing.is_set():
                 await self._sleep(self.interval_s)
                 replies = self.due(time.monotonic())
-                if not replies:
-                    continue
                 try:
                     for reply in replies:
                         await nc.publish(reply, IN_PROGRESS)
                     await nc.flush(timeout=2)
                     self.metrics.heartbeats.inc(len(replies))
+                    self.last_success = time.monotonic()
                 except Exception as e:  # NATS away: the next beat tries again
-                    log.debug("heartbeats not sent: %s", e)
+                    log.warning("heartbeats not sent: %s", e)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()

@@ -30,9 +30,6 @@ class Settings(BusSettings):
     """How many times one run of a job may be started. A delivery past it, of a job whose
     attempt is still running (its workers keep dying or freezing), fails the job with error
     type ``WorkerLost`` instead of delivering it forever."""
-    unknown_job_deliveries: int = Field(10, ge=1)
-    """A run command whose job has no history is retried this many times (a lagging read)
-    before it is terminated as poison."""
     metrics_port: int | None = Field(None, ge=0, le=65_535)
     """Serve Prometheus metrics on this port (unset: no metrics endpoint)."""
     metrics_host: str = "127.0.0.1"

@@ -20,6 +20,7 @@ from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded
 from conveyor_bus.appender import BatchAppender
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
 from conveyor_events import DomainError, ReportProgress
+from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.running import RunningJob
 from conveyor_worker.settings import Settings
 from conveyor_worker.support import clean_text, utc_now
@@ -36,10 +37,14 @@ class Watching:
     appender: BatchAppender
     running: dict[str, RunningJob]
     heartbeat_s: float
+    heartbeats: Heartbeats
     _stopping: asyncio.Event
     _started_at: datetime
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
         raise NotImplementedError
 
     # -- progress ------------------------------------------------------------------------
@@ -140,6 +145,11 @@ class Watching:
                 running=sorted(self.running),
                 stopping=self._stopping.is_set(),
             )
+            if not self.heartbeats.healthy(time.monotonic()) and self.nc.is_connected:
+                # Without ack-wait heartbeats every running job would be redelivered while it
+                # runs: stop taking jobs and let the supervisor start a fresh process.
+                log.error("the heartbeat thread has stopped sending; shutting down")
+                self.shutdown()
             try:
                 await publish_heartbeat(self.nc, info)
             except Exception as e:

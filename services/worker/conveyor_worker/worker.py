@@ -97,6 +97,7 @@ class Worker(Watching):
     async def run(self) -> None:
         """Run until :meth:`shutdown` is called, then hand back what is still running."""
         self.appender.start()
+        await self._learn_ack_wait()
         await asyncio.to_thread(self.heartbeats.start)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
@@ -119,6 +120,17 @@ class Worker(Watching):
                 await forget_worker(self.nc, self.id)
             await self.appender.close()
             await asyncio.to_thread(self.heartbeats.close)
+
+    async def _learn_ack_wait(self) -> None:
+        """Heartbeat at a third of the ack wait the consumers really have (another process
+        may have created them with another setting than ours)."""
+        js = self.nc.jetstream()
+        ack_waits = [
+            (await js.consumer_info(names.STREAM, names.run_consumer(p))).config.ack_wait
+            for p in names.PRIORITIES
+        ]
+        self.heartbeat_s = max(0.2, min(min(float(a or 30) for a in ack_waits) / 3, 10.0))
+        self.heartbeats.interval_s = self.heartbeat_s
 
     def shutdown(self) -> None:
         """Stop fetching; running jobs get the grace period (SIGTERM)."""
@@ -151,14 +163,6 @@ class Worker(Watching):
             p: await js.pull_subscribe_bind(durable=names.run_consumer(p), stream=names.STREAM)
             for p in names.PRIORITIES
         }
-        # Heartbeat at a third of the ack wait the consumers really have (another process may
-        # have created them with another setting than ours).
-        ack_waits = [
-            (await js.consumer_info(names.STREAM, names.run_consumer(p))).config.ack_wait
-            for p in names.PRIORITIES
-        ]
-        self.heartbeat_s = max(0.2, min(min(float(a or 30) for a in ack_waits) / 3, 10.0))
-        self.heartbeats.interval_s = self.heartbeat_s
         while not self._stopping.is_set():
             free = self.settings.concurrency - self._reserved
             if free <= 0:
@@ -236,13 +240,18 @@ class Worker(Watching):
             loaded = await self.store.load(cmd.job_id)
             if loaded.state is None:
                 # The command and the job's first event are written together, so an empty
-                # history is a read that missed it (a lagging replica): retry a few times
-                # before giving the command up as poison (a job that never existed).
-                if msg.metadata.num_delivered >= self.settings.unknown_job_deliveries:
-                    reason = f"no job {cmd.job_id} in the log"
-                    await self._poison(msg, "unknown_job", reason)
+                # history is either a read that missed it (a lagging replica) or a command
+                # for a job that never existed: the stream's leader knows which.
+                if not await self.store.on_leader(cmd.job_id):
+                    await self._poison(msg, "unknown_job", f"no job {cmd.job_id} in the log")
                     return None
                 log.warning("no history for %s yet; retrying later", cmd.job_id)
+                await msg.nak(delay=1.0)
+                return None
+            if cmd.run > loaded.state.run:
+                # a run the job has not reached in our read: a read that lags behind a retry
+                # or a restart, never a reason to drop the command
+                log.warning("run %d of %s not in our read yet; retrying", cmd.run, cmd.job_id)
                 await msg.nak(delay=1.0)
                 return None
             try:
@@ -264,7 +273,6 @@ class Worker(Watching):
                 return None
             state = evolve(loaded.state, events[0])
             job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
-            self.heartbeats.beat(msg.reply, self._heartbeat_deadline(state))
             self._count_start(state, cmd, msg)
             if (older := self.running.get(job.job_id)) is not None:
                 older.cancel("fenced")  # our own earlier attempt was taken over
@@ -300,7 +308,6 @@ class Worker(Watching):
 
     def _count_start(self, state: JobState, cmd: RunJob, msg: Msg) -> None:
         self.metrics.started.labels(state.type, state.priority).inc()
-        self.metrics.running.inc()
         queued = msg.metadata.timestamp
         if cmd.not_before is not None and cmd.not_before > queued:
             queued = cmd.not_before
@@ -321,7 +328,9 @@ class Worker(Watching):
             m.run_seconds.labels(state.type).observe(run_s)
 
     async def _execute(self, job: RunningJob) -> None:
+        self.metrics.running.inc()
         try:
+            self.heartbeats.beat(job.msg.reply, self._heartbeat_deadline(job.state))
             command = await self._run_handler(job)
             run_s = time.monotonic() - job.started
             self.heartbeats.beat(job.msg.reply)  # settling: no deadline any more
@@ -330,7 +339,7 @@ class Worker(Watching):
                     await job.progress_task  # the last progress is written before the outcome
                 except Exception as e:
                     log.warning("last progress of %s not recorded: %s", job.job_id, e)
-            if job.cancel_reason == "shutdown":
+            if command is None and job.cancel_reason == "shutdown":
                 await job.msg.nak()  # hand it back for immediate redelivery
                 self.metrics.handed_back.inc()
                 return
@@ -338,7 +347,7 @@ class Worker(Watching):
                 self.metrics.fenced.inc()
                 return
             if command is None:
-                return
+                return  # a stop or shutdown cancelled it, and it is handed back above
             await self._settle(job, command, run_s)
         finally:
             self.heartbeats.forget(job.msg.reply)
@@ -428,6 +437,8 @@ class Worker(Watching):
             except ConcurrencyConflict:
                 loaded = None  # someone appended (a stop request): decide again on a fresh read
             except (InvalidTransition, JobNotFound) as e:
+                if await self._settled_by_us(job):
+                    break  # our outcome landed but its publish ack was lost: done
                 # Fenced off: another worker owns the job now; its delivery is not ours to ack.
                 log.warning("attempt %d of %s fenced off: %s", job.attempt, job.job_id, e)
                 self.metrics.fenced.inc()
@@ -436,3 +447,18 @@ class Worker(Watching):
                 log.warning("cannot record outcome of %s yet: %s", job.job_id, e)
                 await asyncio.sleep(delay)
         await job.msg.ack()
+
+    async def _settled_by_us(self, job: RunningJob) -> bool:
+        """Whether the log already holds this worker's outcome of this attempt (a write that
+        landed while its acknowledgement was lost, then retried)."""
+        try:
+            history = await self.store.history(job.job_id)
+        except BusError:
+            return False
+        return any(
+            isinstance(e.event, JobCompleted | JobFailed | JobStopped)
+            and e.seq > job.last_seq
+            and e.event.actor == self.actor
+            and e.event.data.attempt == job.attempt
+            for e in history
+        )
