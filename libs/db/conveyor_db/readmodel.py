@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -45,6 +46,16 @@ class Snapshot:
 class Page:
     items: list[JobState]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted job, in the ``deleted_jobs`` table: its id, the sequence of its
+    ``job.deleted`` and that event's time."""
+
+    id: str
+    seq: int
+    deleted_at: datetime
 
 
 async def create_pool(
@@ -190,10 +201,35 @@ class ReadModel:
 
 
 async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
-    rows = await conn.fetch(
-        f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = ANY($1::text[])", list(job_ids)
+    """The states of these jobs as the read model holds them: their rows, and for a deleted
+    job a state with ``deleted=True`` (from its tombstone), so that whatever follows its
+    ``job.deleted`` in a later batch is refused as it would be within one batch. Jobs the
+    read model has never seen are absent."""
+    ids = list(job_ids)
+    rows = await conn.fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = ANY($1::text[])", ids)
+    states = {r["id"]: from_row(r) for r in rows}
+    tombstones = await conn.fetch(
+        "SELECT id, deleted_at FROM deleted_jobs WHERE id = ANY($1::text[])", ids
     )
-    return {r["id"]: from_row(r) for r in rows}
+    for t in tombstones:
+        states.setdefault(t["id"], deleted_state(t["id"], t["deleted_at"]))
+    return states
+
+
+def deleted_state(job_id: str, deleted_at: datetime) -> JobState:
+    """What a tombstone stands for: a job that is deleted. Only ``id`` and ``deleted`` carry
+    meaning (the transitions table refuses every event after a delete whatever the rest
+    says); the other fields are placeholders."""
+    return JobState(
+        id=job_id,
+        type="",
+        priority="regular",
+        payload={},
+        status="completed",
+        created_at=deleted_at,
+        updated_at=deleted_at,
+        deleted=True,
+    )
 
 
 async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> int:
@@ -212,27 +248,32 @@ async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> 
 async def save_projection(
     conn: asyncpg.Connection,
     upserts: Sequence[JobState],
-    deletes: Sequence[str],
+    deletes: Sequence[Tombstone],
     last_seq: int,
     name: str = "projector",
     *,
     dead_letters: Sequence[DeadLetter] = (),
 ) -> None:
-    """Write changed rows, remove deleted jobs, park dead letters and move the checkpoint
-    (caller's transaction)."""
+    """Write changed rows, replace deleted jobs' rows by their tombstones, park dead letters
+    and move the checkpoint (caller's transaction)."""
     await save_dead_letters(conn, dead_letters)
     if upserts:
         await conn.executemany(_UPSERT, [to_row(s) for s in upserts])
     if deletes:
-        await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", list(deletes))
+        await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", [t.id for t in deletes])
+        await conn.executemany(
+            "INSERT INTO deleted_jobs (id, seq, deleted_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO NOTHING",
+            [(t.id, t.seq, t.deleted_at) for t in deletes],
+        )
     await conn.execute(
         "UPDATE projector_checkpoint SET last_seq = $2 WHERE name = $1", name, last_seq
     )
 
 
 async def reset(conn: asyncpg.Connection, name: str = "projector") -> None:
-    """Empty the read model and the dead letters and rewind the checkpoint (``conveyor
-    replay``; the projector parks again what it still cannot apply)."""
+    """Empty the read model (rows and tombstones) and the dead letters and rewind the
+    checkpoint (``conveyor replay``; the projector parks again what it still cannot apply)."""
     async with conn.transaction():
-        await conn.execute("TRUNCATE jobs, dead_letters")
+        await conn.execute("TRUNCATE jobs, deleted_jobs, dead_letters")
         await conn.execute("DELETE FROM projector_checkpoint WHERE name = $1", name)

@@ -15,7 +15,8 @@ log = logging.getLogger("conveyor.projector")
 @dataclass
 class Changes:
     upserts: dict[str, JobState] = field(default_factory=dict)
-    deletes: set[str] = field(default_factory=set)
+    deletes: dict[str, int] = field(default_factory=dict)
+    """Deleted jobs and the sequence of their ``job.deleted`` (their tombstones)."""
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """(seq, reason) of events that could not be applied: transitions the table forbids."""
 
@@ -23,9 +24,11 @@ class Changes:
 def project(
     states: MutableMapping[str, JobState], events: Iterable[tuple[int, AnyEvent]]
 ) -> Changes:
-    """Apply events in order to ``states`` (the rows they touch, updated in place). An event
-    the transitions table forbids in its job's state is skipped, as ``history_problems`` flags
-    it, so the rows stay the fold of the events that were applied."""
+    """Apply events in order to ``states`` (the rows they touch, updated in place; a deleted
+    job's state, from its tombstone, has ``deleted=True``). An event the transitions table
+    forbids in its job's state is skipped, as ``history_problems`` flags it, so the rows stay
+    the fold of the events that were applied; since a deleted job stays deleted from one batch
+    to the next, whatever follows its ``job.deleted`` is skipped wherever the batches end."""
     changes = Changes()
     for seq, event in events:
         current = states.get(event.job_id)
@@ -41,8 +44,8 @@ def project(
         states[event.job_id] = state
         if state.deleted:
             changes.upserts.pop(event.job_id, None)
-            changes.deletes.add(event.job_id)
+            changes.deletes[event.job_id] = seq
         else:
             changes.upserts[event.job_id] = state
-            changes.deletes.discard(event.job_id)
+            changes.deletes.pop(event.job_id, None)
     return changes

@@ -22,6 +22,7 @@ from conveyor_bus.reader import LogReader, event_lag
 from conveyor_db import (
     CONNECTION_ERRORS,
     DeadLetter,
+    Tombstone,
     load_states,
     lock_checkpoint,
     save_dead_letters,
@@ -211,18 +212,22 @@ class Projector:
 async def _write(
     conn: asyncpg.Connection, items: Sequence[Item], last_seq: int
 ) -> tuple[int, list[DeadLetter]]:
-    """Project ``items`` onto the rows they touch, write the rows, the transitions the table
-    forbids (as dead letters) and the checkpoint; returns (events applied, dead letters)."""
+    """Project ``items`` onto the rows they touch (and the tombstones of deleted jobs), write
+    the rows, the tombstones, the transitions the table forbids (as dead letters) and the
+    checkpoint; returns (events applied, dead letters)."""
     by_seq = {m.seq: m for m, _ in items}
     states = await load_states(conn, list({event.job_id for _, event in items}))
     changes = project(states, [(m.seq, event) for m, event in items])
     skipped = [
         _letter(by_seq[seq], "impossible_transition", reason) for seq, reason in changes.skipped
     ]
+    tombstones = [
+        Tombstone(job_id, seq, states[job_id].updated_at) for job_id, seq in changes.deletes.items()
+    ]
     await save_projection(
         conn,
         list(changes.upserts.values()),
-        list(changes.deletes),
+        tombstones,
         last_seq,
         dead_letters=skipped,
     )

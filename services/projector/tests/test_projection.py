@@ -1,6 +1,7 @@
 """``project(states, events)``: the read model is the fold of the log, however the log is cut
-into batches. The projector loads the rows a batch touches, projects, then upserts and deletes;
-``replay`` below is that loop over a dict standing in for the ``jobs`` table."""
+into batches. The projector loads the rows a batch touches (and the tombstones of deleted
+jobs), projects, then upserts and deletes; ``replay`` below is that loop over dicts standing
+in for the ``jobs`` and ``deleted_jobs`` tables."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from itertools import combinations, pairwise
 
 import pytest
 
+from conveyor_db import deleted_state
 from conveyor_events import (
     AnyEvent,
     JobCompleted,
@@ -112,21 +114,35 @@ def expected_table(events: Batch) -> dict[str, JobState]:
     return table
 
 
-def replay(batches: Sequence[Batch]) -> tuple[dict[str, JobState], list[int]]:
-    """What the projector does per batch, over a dict as the ``jobs`` table: load the touched
-    rows, project, upsert and delete. Returns the table and the skipped sequences."""
+def replay(
+    batches: Sequence[Batch], *, tombstones: bool = True
+) -> tuple[dict[str, JobState], list[int]]:
+    """What the projector does per batch, over dicts as the ``jobs`` and ``deleted_jobs``
+    tables: load the touched rows and tombstones, project, upsert, delete and keep a tombstone
+    (``tombstones=False``: forget deleted jobs, as the projector did before it kept them).
+    Returns the table and the skipped sequences."""
+    return replay_with_reasons(batches, tombstones=tombstones)[:2]
+
+
+def replay_with_reasons(
+    batches: Sequence[Batch], *, tombstones: bool = True
+) -> tuple[dict[str, JobState], list[int], list[tuple[int, str]]]:
     table: dict[str, JobState] = {}
-    skipped: list[int] = []
+    graves: dict[str, JobState] = {}
+    skipped: list[tuple[int, str]] = []
     for batch in batches:
         touched = {e.job_id for _, e in batch}
         states = {job: table[job] for job in touched if job in table}
+        states |= {job: graves[job] for job in touched if job in graves}
         changes = project(states, batch)
-        assert not changes.upserts.keys() & changes.deletes
+        assert not changes.upserts.keys() & changes.deletes.keys()
         table.update(changes.upserts)
         for job in changes.deletes:
             table.pop(job, None)
-        skipped += [seq for seq, _ in changes.skipped]
-    return table, skipped
+            if tombstones:
+                graves[job] = deleted_state(job, states[job].updated_at)
+        skipped += changes.skipped
+    return table, [seq for seq, _ in skipped], skipped
 
 
 def split(events: Batch, points: Sequence[int]) -> list[Batch]:
@@ -147,7 +163,7 @@ def test_one_batch_yields_the_fold_of_each_job() -> None:
     changes = project(states, events)
 
     assert changes.upserts == expected_table(events)
-    assert changes.deletes == {B}
+    assert changes.deletes == {B: 11}
     assert changes.skipped == []
     for job in (A, B, C):
         assert states[job] == fold(history(job, events))
@@ -197,7 +213,7 @@ def test_a_job_submitted_and_deleted_within_one_batch_ends_in_deletes_only() -> 
     changes = project({}, events)
 
     assert changes.upserts == {}
-    assert changes.deletes == {B}
+    assert changes.deletes == {B: 4}
     assert changes.skipped == []
 
 
@@ -223,7 +239,7 @@ def test_a_deleted_job_stays_deleted_beside_live_jobs_in_the_same_batch() -> Non
 
     assert set(changes.upserts) == {A}
     assert changes.upserts[A].status == "running"
-    assert changes.deletes == {B}
+    assert changes.deletes == {B: 4}
 
 
 def test_an_event_that_cannot_be_applied_is_skipped_and_the_rest_still_apply() -> None:
@@ -242,7 +258,7 @@ def test_an_event_that_cannot_be_applied_is_skipped_and_the_rest_still_apply() -
     assert "before job.submitted" in first and UNKNOWN in first
     assert "submitted twice" in second and A in second
     assert changes.upserts == {A: fold([events[1][1], events[3][1]])}
-    assert changes.deletes == set()
+    assert changes.deletes == {}
     assert UNKNOWN not in states
 
 
@@ -254,6 +270,44 @@ def test_events_after_a_delete_in_a_later_batch_are_skipped() -> None:
 
     assert table == {}
     assert skipped == [late[0]]
+
+
+def after_delete(job: str, seq: int) -> list[tuple[int, AnyEvent]]:
+    """Poison that follows a job's ``job.deleted``: a second submission, then a start of
+    the job that submission would have created."""
+    return [(seq, submitted(job, 98)), (seq + 1, started(job, 99, attempt=1))]
+
+
+def test_a_submit_after_a_delete_is_skipped_wherever_the_batches_end() -> None:
+    events = [(i, e) for i, e in enumerate(history(B, stream()), start=1)]
+    poison = after_delete(B, len(events) + 1)
+    log = events + poison
+    _, _, in_one_batch = replay_with_reasons([log])
+    assert [seq for seq, _ in in_one_batch] == [seq for seq, _ in poison]
+    assert "submitted twice" in in_one_batch[0][1]
+
+    for point in range(len(log) + 1):
+        table, _, reasons = replay_with_reasons(split(log, [point]))
+        assert (table, reasons) == ({}, in_one_batch), f"split at {point}"
+
+
+def test_control_without_tombstones_a_later_batch_brings_the_deleted_job_back() -> None:
+    events = [(i, e) for i, e in enumerate(history(B, stream()), start=1)]
+    log = events + after_delete(B, len(events) + 1)
+
+    table, skipped = replay(split(log, [len(events)]), tombstones=False)
+
+    assert set(table) == {B} and table[B].status == "running"
+    assert skipped == []
+
+
+def test_a_tombstone_stands_for_a_deleted_job_and_refuses_every_event() -> None:
+    grave = deleted_state(B, at(10))
+    for event in (submitted(B, 11), restarted(B, 11), deleted(B, 11), started(B, 11, 1)):
+        changes = project({B: grave}, [(20, event)])
+        assert changes.upserts == {} and changes.deletes == {}
+        [(seq, reason)] = changes.skipped
+        assert seq == 20 and B in reason
 
 
 def test_splitting_the_stream_at_any_one_point_gives_the_same_table() -> None:
