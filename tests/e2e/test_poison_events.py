@@ -191,7 +191,10 @@ async def test_poison_is_parked_counted_and_skipped_while_normal_jobs_run(
     verified = metered.conveyor("verify", "--wait", "20")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     for seq, kind in poison.items():
-        line = rf"^parked: seq {seq} on conveyor\.events\.\w+: {kind}: \S"
+        if kind == "unstorable":  # a valid event: verify cannot judge it without PostgreSQL
+            line = rf"^parked unstorable \(a valid event, not checked\): seq {seq} on \S+: \S"
+        else:  # poison by verify's own judgement too
+            line = rf"^parked: seq {seq} on conveyor\.events\.\w+: {kind}: \S"
         assert re.search(line, verified.stdout, re.MULTILINE), verified.stdout
     assert f"({len(poison)} parked events left out)" in verified.stdout
 

@@ -1,7 +1,8 @@
 """The projector against real JetStream and PostgreSQL: poison on the event log is parked in
 ``dead_letters`` with the rows and the checkpoint, however the log is cut into batches,
-re-applying changes nothing, and ``verify`` leaves the parked events out (and fails when the
-table misses one)."""
+re-applying changes nothing, and ``verify`` leaves the parked events out after judging each
+one itself: it fails when the table misses one and when it holds a valid event (a projector
+that parked a real completion and left the job running)."""
 
 from __future__ import annotations
 
@@ -134,7 +135,10 @@ async def test_verify_leaves_parked_events_out_and_fails_without_them(
 
     report = await verify(nc, pool)
     assert report.ok, report.render()
-    assert [d.seq for d in report.parked] == sorted(expected_kinds(log))
+    kinds = expected_kinds(log)
+    unstorable = [seq for seq, kind in kinds.items() if kind == "unstorable"]
+    assert [d.seq for d in report.parked] == sorted(set(kinds) - set(unstorable))
+    assert [d.seq for d in report.unstorable] == unstorable  # valid events: not judged
     assert report.jobs == 2
 
     garbage = log[1].seq
@@ -147,4 +151,44 @@ async def test_verify_leaves_parked_events_out_and_fails_without_them(
     late_start = log[6].seq
     await pool.execute("DELETE FROM dead_letters WHERE seq = $1", late_start)
     report = await verify(nc, pool)
-    assert report.invalid == {A: ["event 4 (job.started): started while completed"]}
+    assert report.invalid == {A: [f"seq {late_start} (job.started): started while completed"]}
+
+
+async def test_verify_fails_when_a_valid_event_is_parked(
+    nc: Client, pool: asyncpg.Pool, log: list[StoredMsg]
+) -> None:
+    """A projector bug made by hand: A's real ``job.completed`` parked instead of applied,
+    and the rest projected as that projector would (A's late second start is then a legal
+    redelivery, applied). Rows and dead letters agree with each other, and a verify that
+    trusted the table would fold the same; only verify's own judgement of the log fails it."""
+    completion, late_start = log[5], log[6]
+    assert completion.subject == names.event_subject(A) and b"job.completed" in completion.data
+    await project_in_batches(nc, pool, [m for m in log if m is not completion], len(LOG))
+    await pool.execute(
+        "INSERT INTO dead_letters (seq, subject, job_id, kind, reason, raw, raw_size)"
+        " VALUES ($1, $2, $3, 'impossible_transition', 'a projector bug', $4, $5)",
+        completion.seq,
+        completion.subject,
+        A,
+        completion.data,
+        len(completion.data),
+    )
+    row = await ReadModel(pool).get(A)
+    assert row is not None and (row.status, row.attempt) == ("running", 2)
+
+    report = await verify(nc, pool)
+
+    assert not report.ok
+    assert [(v.letter.seq, v.event) for v in report.valid_parked] == [
+        (completion.seq, "job.completed")
+    ]
+    assert report.invalid == {A: [f"seq {late_start.seq} (job.started): started while completed"]}
+    assert report.differing[A]["status"] == ("completed", "running")
+    lines = report.render().splitlines()
+    assert (
+        f"parked a valid event: seq {completion.seq} on {completion.subject} (job.completed),"
+        " parked as impossible_transition: a projector bug"
+    ) in lines
+    assert lines[-1] == (
+        "FAILED: 0 missing, 0 extra, 1 differing, 1 invalid histories, 1 valid events parked"
+    )

@@ -1,15 +1,21 @@
 """``conveyor verify``: the read model against a fresh fold of the event log, and the
 invariants of SPEC §6 over the whole log.
 
-Messages the projector parked in ``dead_letters`` are left out of the fold and of the history
-checks and listed as parked; poison that is not parked (a projector bug) is a failure.
+Verify does not trust the projector's ``dead_letters`` table: it classifies every message of
+the log itself, by the projector's rule (:func:`conveyor_events.poison.read_event`, then each
+job's events folded in order, an event the transitions table forbids being left out), and
+compares its own poison with the table. Parked poison is listed, not a failure; poison that is
+not parked and a valid event that is parked are failures (both are projector bugs). The one
+exception is a valid event parked as ``unstorable``: whether PostgreSQL refuses a value cannot
+be judged without PostgreSQL, so such events are listed, left out of the fold like the
+projector left them out, and are not a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +26,8 @@ from nats.aio.client import Client
 from conveyor_bus import DirectGetter, StoredMsg
 from conveyor_bus.reader import LogReader, last_event_sequence
 from conveyor_db import DeadLetter, ReadModel
-from conveyor_events import TERMINAL, AnyEvent, JobState, fold, names
-from conveyor_events.invariants import history_problems
+from conveyor_events import TERMINAL, JobState, evolve, names
+from conveyor_events.invariants import illegal_transition
 from conveyor_events.poison import Poison, read_event
 
 
@@ -34,15 +40,32 @@ class Unparked:
     poison: Poison
 
 
+@dataclass(frozen=True, slots=True)
+class ValidParked:
+    """A dead letter of a message that verify finds a valid event: the projector left out an
+    event it should have applied."""
+
+    letter: DeadLetter
+    event: str
+    """The event's type."""
+
+
 @dataclass
 class Report:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     differing: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     invalid: dict[str, list[str]] = field(default_factory=dict)
+    """Per job, the events the transitions table forbids that the projector did not park."""
     parked: list[DeadLetter] = field(default_factory=list)
-    """Dead letters of messages in the log: excluded, not a failure."""
+    """Dead letters of messages verify finds poison too: not a failure."""
+    unstorable: list[DeadLetter] = field(default_factory=list)
+    """Dead letters of kind ``unstorable`` of messages verify finds valid: left out of the fold
+    (verify cannot tell what PostgreSQL refuses), not a failure."""
+    valid_parked: list[ValidParked] = field(default_factory=list)
+    """Dead letters of messages verify finds valid (any other kind): a failure."""
     unparked: list[Unparked] = field(default_factory=list)
+    """Poison, other than forbidden transitions, that the projector did not park."""
     stray: list[DeadLetter] = field(default_factory=list)
     """Dead letters whose sequence is not an event in the log up to the checkpoint."""
     unfinished: dict[str, str] = field(default_factory=dict)
@@ -64,6 +87,7 @@ class Report:
             or self.extra
             or self.differing
             or self.invalid
+            or self.valid_parked
             or self.unparked
             or self.stray
         )
@@ -76,6 +100,16 @@ class Report:
             f" (last event in the log: {self.last_event})"
         ]
         lines += [f"parked: seq {d.seq} on {d.subject}: {d.kind}: {d.reason}" for d in self.parked]
+        lines += [
+            f"parked unstorable (a valid event, not checked): seq {d.seq} on {d.subject}:"
+            f" {d.reason}"
+            for d in self.unstorable
+        ]
+        lines += [
+            f"parked a valid event: seq {v.letter.seq} on {v.letter.subject} ({v.event}),"
+            f" parked as {v.letter.kind}: {v.letter.reason}"
+            for v in self.valid_parked
+        ]
         lines += [
             f"poison not in the dead-letter table: seq {u.seq} on {u.subject}:"
             f" {u.poison.kind}: {u.poison.reason}"
@@ -113,7 +147,8 @@ class Report:
 
     def _summary(self) -> str:
         if self.ok:
-            parked = f" ({len(self.parked)} parked events left out)" if self.parked else ""
+            left_out = len(self.parked) + len(self.unstorable)
+            parked = f" ({left_out} parked events left out)" if left_out else ""
             return f"OK: the read model equals the fold of the log{parked}"
         parts = [
             f"{len(self.missing)} missing",
@@ -121,6 +156,8 @@ class Report:
             f"{len(self.differing)} differing",
             f"{len(self.invalid)} invalid histories",
         ]
+        if self.valid_parked:
+            parts.append(f"{len(self.valid_parked)} valid events parked")
         if self.unparked:
             parts.append(f"{len(self.unparked)} poison events not parked")
         if self.stray:
@@ -165,52 +202,69 @@ async def read_log(nc: Client, until: int) -> list[StoredMsg]:
     return out
 
 
-def histories(
+def classify(
     msgs: list[StoredMsg], dead_letters: list[DeadLetter], report: Report
-) -> dict[str, list[AnyEvent]]:
-    """Each job's events, without the parked ones; parked, unparked poison and stray dead
-    letters go to ``report``."""
-    parked = {d.seq: d for d in dead_letters}
-    out: dict[str, list[AnyEvent]] = defaultdict(list)
+) -> dict[str, JobState]:
+    """Fold the log the way the projector must, without looking at what it did: every message
+    is read with ``read_event``, each job's events are folded in log order, and an event the
+    transitions table forbids in the job's state is poison, left out of the fold (the same rule
+    as the projector's and as ``history_problems``). Then each message's verdict is compared
+    with the dead letters: agreements, disagreements and stray dead letters go to ``report``.
+    Returns each job's state (deleted jobs included)."""
+    letters = {d.seq: d for d in dead_letters}
+    states: dict[str, JobState] = {}
     for m in msgs:
-        letter = parked.pop(m.seq, None)
-        if letter is not None:
-            report.parked.append(letter)
-            continue
+        letter = letters.pop(m.seq, None)
         read = read_event(m.subject, m.data)
         if isinstance(read, Poison):
-            report.unparked.append(Unparked(m.seq, m.subject, read))
-        else:
-            out[names.job_id_of(m.subject)].append(read)
-    report.stray = sorted(parked.values(), key=lambda d: d.seq)
-    return out
+            if letter is not None:
+                report.parked.append(letter)
+            else:
+                report.unparked.append(Unparked(m.seq, m.subject, read))
+            continue
+        current = states.get(read.job_id)
+        problem = illegal_transition(current, read)
+        if problem is None:
+            try:
+                state = evolve(current, read)
+            except ValueError as e:  # the projector parks this as impossible too
+                problem = str(e)
+        if problem is not None:
+            if letter is not None:
+                report.parked.append(letter)
+            else:
+                report.invalid.setdefault(read.job_id, []).append(
+                    f"seq {m.seq} ({read.name}): {problem}"
+                )
+            continue
+        if letter is not None and letter.kind == "unstorable":
+            report.unstorable.append(letter)  # left out, as the projector left it out
+            continue
+        if letter is not None:
+            report.valid_parked.append(ValidParked(letter, read.name))
+        states[read.job_id] = state  # a valid event belongs in the fold, parked or not
+    report.stray = sorted(letters.values(), key=lambda d: d.seq)
+    return states
 
 
 async def verify(nc: Client, pool: asyncpg.Pool, *, wait_s: float | None = None) -> Report:
     """The read model against a fresh fold of the log up to the projector's checkpoint (read
     in the same snapshot as the rows and the dead letters, so a live system verifies too),
-    plus the history invariants. With ``wait_s``, first wait up to that long for the
-    projector to reach the log's end and every job to be terminal (invariants 1 and 3)."""
+    every message classified by verify itself and checked against the dead letters (see
+    :func:`classify`; a second ``job.completed`` is a forbidden transition). With
+    ``wait_s``, first wait up to that long for the projector to reach the log's end and every
+    job to be terminal (invariants 1 and 3)."""
     if wait_s is not None:
         await wait_until_idle(nc, pool, wait_s)
     snapshot = await ReadModel(pool).snapshot()
     report = Report(checkpoint=snapshot.checkpoint, waited_s=wait_s)
-    jobs = histories(await read_log(nc, snapshot.checkpoint), snapshot.dead_letters, report)
-    report.jobs = len(jobs)
-    expected: dict[str, JobState] = {}
-    for job_id, events in jobs.items():
-        problems = history_problems(events)
-        if problems:
-            report.invalid[job_id] = problems
-            continue
-        state = fold(events)
-        if state is None or state.deleted:
-            continue
-        expected[job_id] = state
-        if state.status not in TERMINAL:
-            report.unfinished[job_id] = state.status
-    actual = {s.id: s for s in snapshot.rows if s.id not in report.invalid}
-    compare(expected, actual, report)
+    states = classify(await read_log(nc, snapshot.checkpoint), snapshot.dead_letters, report)
+    report.jobs = len(states)
+    expected = {job_id: state for job_id, state in states.items() if not state.deleted}
+    report.unfinished = {
+        job_id: state.status for job_id, state in expected.items() if state.status not in TERMINAL
+    }
+    compare(expected, {s.id: s for s in snapshot.rows}, report)
     report.last_event = await last_event_sequence(DirectGetter(nc))
     return report
 
