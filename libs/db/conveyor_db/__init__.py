@@ -4,6 +4,7 @@ from conveyor_db.deadletters import DeadLetter, load_dead_letters, save_dead_let
 from conveyor_db.migrations import migrate
 from conveyor_db.readmodel import (
     CONNECTION_ERRORS,
+    CheckedRow,
     DatabaseUnavailable,
     JobFilter,
     Page,
@@ -20,6 +21,7 @@ from conveyor_db.readmodel import (
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "CheckedRow",
     "DatabaseUnavailable",
     "DeadLetter",
     "JobFilter",

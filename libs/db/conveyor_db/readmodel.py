@@ -58,6 +58,15 @@ class Tombstone:
     deleted_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedRow:
+    """A job's row (None when there is none) and the projector's checkpoint, read in one
+    statement: the row is the job's state folded from every event up to ``checkpoint``."""
+
+    state: JobState | None
+    checkpoint: int
+
+
 async def create_pool(
     url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
 ) -> asyncpg.Pool:
@@ -131,6 +140,19 @@ class ReadModel:
     async def get(self, job_id: str) -> JobState | None:
         rows = await self._fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = $1", job_id)
         return from_row(rows[0]) if rows else None
+
+    async def get_checked(self, job_id: str, name: str = "projector") -> CheckedRow:
+        """The job's row and the checkpoint it is current to, from one snapshot (one
+        statement; the projector writes both in one transaction)."""
+        [row] = await self._fetch(
+            "SELECT (SELECT last_seq FROM projector_checkpoint WHERE name = $2) AS checkpoint_,"
+            f" {SELECT_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN jobs ON jobs.id = $1",
+            job_id,
+            name,
+        )
+        values = dict(row)
+        checkpoint = int(values.pop("checkpoint_") or 0)
+        return CheckedRow(from_row(values) if values["id"] is not None else None, checkpoint)
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         where: list[str] = []

@@ -3,29 +3,34 @@ model. Routes call this; it knows nothing about HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import msgspec
-
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
-from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Outcome, StoredEvent
+from conveyor_bus import (
+    BusError,
+    ConcurrencyConflict,
+    EventStore,
+    Loaded,
+    Outcome,
+    StoredEvent,
+    StoredMsg,
+)
 from conveyor_bus.reader import event_lag
 from conveyor_bus.workers import WorkerInfo, live_workers
-from conveyor_db import JobFilter, Page, ReadModel
+from conveyor_db import CheckedRow, JobFilter, Page, ReadModel
 from conveyor_events import (
     AnyCommand,
     DeleteJob,
     InvalidPayload,
-    JobDeleted,
     JobNotFound,
     JobState,
     RestartJob,
     StopJob,
     SubmitJob,
-    decode_event,
     names,
 )
 from conveyor_events.jobtypes import validate_payload
@@ -50,8 +55,19 @@ class Submitted:
     """False when an ``Idempotency-Key`` matched an earlier submission."""
 
 
+LOG_CHECK_TIMEOUT_S = 1.0
+"""How long ``GET /jobs/{id}`` waits for the log (the last message, then a fold) before the
+read model answers alone."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _retrieve(task: asyncio.Future[StoredMsg | None]) -> None:
+    """Done callback of an abandoned log read: its error is not news."""
+    if not task.cancelled():
+        task.exception()
 
 
 class JobService:
@@ -61,9 +77,12 @@ class JobService:
         reads: ReadModel,
         stop_signal: StopSignal,
         queue_depth: QueueDepthSource,
+        *,
+        log_check_timeout_s: float = LOG_CHECK_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.reads = reads
+        self.log_check_timeout_s = log_check_timeout_s
         self._stop_signal = stop_signal
         self._queue_depth = queue_depth
 
@@ -142,28 +161,56 @@ class JobService:
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobState:
-        """The job from the read model, checked against the log's last event for it, so that
-        a client never reads the opposite of what a write just answered: a job created a
-        moment ago (201) is found before the projector has written its row, a job deleted a
-        moment ago (204) is gone although its row is still there. When NATS is away the read
-        model answers alone."""
-        state = None
-        if is_job_id(job_id):
-            state = await self._caught_up(job_id, await self.reads.get(job_id))
+        """The job as the read model holds it, unless the log has news the projector has not
+        applied yet (a write answered a moment ago): then the job folded from the log, with
+        the poison filter every reader applies (``EventStore``). See :meth:`_caught_up`."""
+        if not is_job_id(job_id):
+            raise JobNotFound(f"job {job_id} not found")
+        deadline = asyncio.get_running_loop().time() + self.log_check_timeout_s
+        last = asyncio.ensure_future(self.store.last_message(names.event_subject(job_id)))
+        try:
+            row = await self.reads.get_checked(job_id)  # DatabaseUnavailable: 503
+        except BaseException:
+            last.cancel()
+            last.add_done_callback(_retrieve)
+            raise
+        state = await self._caught_up(job_id, row, last, deadline)
         if state is None:
             raise JobNotFound(f"job {job_id} not found")
         return state
 
-    async def _caught_up(self, job_id: str, state: JobState | None) -> JobState | None:
+    async def _caught_up(
+        self,
+        job_id: str,
+        row: CheckedRow,
+        last: asyncio.Future[StoredMsg | None],
+        deadline: float,
+    ) -> JobState | None:
+        """The job's state, given its row (current to the projector's checkpoint, read in the
+        same statement) and the sequence of the last message on its subject (one direct get,
+        made while PostgreSQL answered). When the checkpoint has reached that message, the
+        row is the fold of the job's whole history, poison left out, so it is the answer
+        (None: unknown or deleted). Otherwise the events after the checkpoint are folded onto
+        the row (or the whole history, when there is no row) with ``EventStore``'s filter.
+        The log check ends by ``deadline``; past it, or with NATS away, the read model
+        answers alone."""
         try:
-            last = await self.store.last_message(names.event_subject(job_id))
-            if last is None or isinstance(decode_event(last.data), JobDeleted):
-                return None
-            if state is None:
-                return (await self.store.load(job_id)).state
-        except (BusError, msgspec.MsgspecError):
-            pass  # NATS away, or an event the API cannot read: the read model's answer
-        return state
+            async with asyncio.timeout_at(deadline):
+                msg = await last
+                if msg is None:
+                    return None  # nothing in the log: never submitted
+                if msg.seq <= row.checkpoint:
+                    return row.state
+                if row.state is None:
+                    loaded = await self.store.load(job_id)
+                else:
+                    loaded = await self.store.refresh(Loaded(row.state, row.checkpoint))
+        except (BusError, TimeoutError):
+            last.cancel()
+            last.add_done_callback(_retrieve)
+            return row.state
+        state = loaded.state
+        return None if state is None or state.deleted else state
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         return await self.reads.list_jobs(flt, limit, cursor)
