@@ -2,7 +2,9 @@
 processes while a random worker is SIGKILLed every 2 s and restarted. Every job ends
 terminal, none completes twice, WorkerLost only where a run really was started
 max_deliveries times, and SPEC §6 holds. The storm must have hit jobs in flight: attempts
-whose worker was killed under them and that another attempt took over.
+whose worker was killed under them and that another attempt took over. Histories come from the
+raw log (the events endpoint leaves forbidden transitions out); a second completion forged
+onto the log at the end shows the check catches one.
 
 ``CONVEYOR_SOAK_SCALE`` (default 1) multiplies the number of jobs and the time bounds
 (``make soak``).
@@ -21,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from support.invariants import check_invariants
+from conveyor_events import testing as ev
+from support.invariants import as_frames, check_invariants, forge, raw_history
 from support.system import System
 
 SCALE = max(1, int(os.environ.get("CONVEYOR_SOAK_SCALE", "1")))
@@ -155,6 +158,19 @@ def attempts_of(history: list[dict[str, Any]]) -> dict[int, Attempt]:
     return attempts
 
 
+def outcome_problems(history: list[dict[str, Any]], status: str) -> list[str]:
+    """No double completion: one ``job.completed`` exactly when the job ended completed, and
+    at most one outcome per attempt."""
+    problems = []
+    completions = sum(e["type"] == "job.completed" for e in history)
+    if completions != (status == "completed"):
+        problems.append(f"{status}, {completions} job.completed")
+    for a in attempts_of(history).values():
+        if len(a.outcomes) > 1:
+            problems.append(f"attempt {a.number} has {len(a.outcomes)} outcomes")
+    return problems
+
+
 def lost(attempt: Attempt) -> bool:
     """No worker settled the attempt (the WorkerLost failure is the log's, not a worker's)."""
     return all(
@@ -195,7 +211,7 @@ def test_kill_storm_loses_nothing_and_completes_nothing_twice(storm_system: Syst
     assert len(jobs) == JOBS
 
     record = storm(system, rng)
-    check_invariants(system, jobs)
+    histories = check_invariants(system, jobs)  # the raw log, poison and all
 
     problems: list[str] = []
     redelivered_after_kill = 0
@@ -204,16 +220,11 @@ def test_kill_storm_loses_nothing_and_completes_nothing_twice(storm_system: Syst
     statuses: Counter[str] = Counter()
     finals = all_jobs(system)
     for job_id, body in jobs.items():
-        history = system.events(job_id)
+        history = as_frames(histories[job_id])
         final = finals[job_id]
         statuses[final["status"]] += 1
-        types = Counter(e["type"] for e in history)
         attempts = attempts_of(history)
-        if types["job.completed"] != (final["status"] == "completed"):
-            problems.append(f"{job_id}: {final['status']}, {types['job.completed']} job.completed")
-        for a in attempts.values():
-            if len(a.outcomes) > 1:
-                problems.append(f"{job_id}: attempt {a.number} has {len(a.outcomes)} outcomes")
+        problems += [f"{job_id}: {p}" for p in outcome_problems(history, final["status"])]
         problems += [f"{job_id}: {p}" for p in retry_problems(history, body.get("max_attempts", 1))]
         for run, starts in Counter(a.run for a in attempts.values()).items():
             if starts > MAX_DELIVERIES:
@@ -259,3 +270,13 @@ def test_kill_storm_loses_nothing_and_completes_nothing_twice(storm_system: Syst
     )
     # the fault really hit jobs in flight
     assert redelivered_after_kill > 0, summary
+
+    # control: a second completion, forged onto the log as an unfenced zombie would write
+    # it, is caught by the same check (the events endpoint would leave it out)
+    victim = next(j for j in jobs if finals[j]["status"] == "completed")
+    attempt = finals[victim]["attempt"]
+    forge(system.nats_url, ev.completed(attempt, job=victim, at=datetime.now(UTC)))
+    assert outcome_problems(as_frames(raw_history(system.nats_url, victim)), "completed") == [
+        "completed, 2 job.completed",
+        f"attempt {attempt} has 2 outcomes",
+    ]

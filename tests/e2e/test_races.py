@@ -23,20 +23,17 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_api.ids import new_job_id
-from conveyor_bus import DirectGetter, EventStore
+from conveyor_bus import EventStore
 from conveyor_bus.store import Write
 from conveyor_events import (
-    AnyEvent,
     DeleteJob,
     DomainError,
     RestartJob,
     StopJob,
     SubmitJob,
-    decode_event,
-    names,
 )
 from conveyor_events.invariants import history_problems
-from support.invariants import verify
+from support.invariants import read_history, verify
 from support.system import System
 
 pytestmark = pytest.mark.e2e
@@ -69,14 +66,6 @@ async def burst(system: System, job_id: str, actions: list[str]) -> list[tuple[s
         results = await asyncio.gather(*calls)
     assert max(sent) < min(answered), "the calls did not overlap"
     return results
-
-
-async def history(nc: Client, job_id: str) -> list[AnyEvent]:
-    """The job's events as stored in the log, every one of them: read straight from the
-    stream, because the event store and the events endpoint leave out what they take for
-    poison (an impossible transition among them), which is what this test looks for."""
-    msgs = await DirectGetter(nc).all_by_subject(names.STREAM, names.event_subject(job_id))
-    return [decode_event(m.data) for m in msgs]
 
 
 def mixed(seed: int) -> list[str]:
@@ -114,7 +103,7 @@ async def check(nc: Client, job_id: str, before: int, results: list[tuple[str, i
     assert {s for _, s in results} <= allowed, statuses
     assert all(s in (WON[a], 409, 404) for a, s in results), statuses  # 204 only for delete
 
-    events = await history(nc, job_id)
+    events = await read_history(nc, job_id)
     assert history_problems(events) == [], history_problems(events)
     new = Counter(e.name for e in events[before:])
     user_stops = sum(
@@ -136,13 +125,13 @@ async def test_fifty_concurrent_stop_restart_delete_calls(
     system: System, nc: Client, state: str, seed: int
 ) -> None:
     job = job_in(system, state)
-    before = len(await history(nc, job["id"]))
+    before = len(await read_history(nc, job["id"]))
 
     results = await burst(system, job["id"], mixed(seed))
 
     await check(nc, job["id"], before, results)
     settle(system, job["id"])
-    assert history_problems(await history(nc, job["id"])) == []  # after the worker's last word
+    assert history_problems(await read_history(nc, job["id"])) == []  # after the worker's last word
 
 
 @pytest.mark.parametrize("state", ["stopped", "failed"])
@@ -151,7 +140,7 @@ async def test_restart_and_delete_racing_on_a_finished_job_exactly_one_wins(
     system: System, nc: Client, state: str, seed: int
 ) -> None:
     job = job_in(system, state)
-    before = len(await history(nc, job["id"]))
+    before = len(await read_history(nc, job["id"]))
     actions = ["restart", "delete"] * (CALLS // 2)
     random.Random(seed).shuffle(actions)
 
@@ -165,10 +154,10 @@ async def test_restart_and_delete_racing_on_a_finished_job_exactly_one_wins(
     # after a delete it is gone: 404, or 409 for a call decided just before the delete landed
     assert set(losers) <= ({409} if winner == "restart" else {404, 409}), Counter(results)
     await check(nc, job["id"], before, results)
-    first = (await history(nc, job["id"]))[before]
+    first = (await read_history(nc, job["id"]))[before]
     assert first.name == {"restart": "job.restarted", "delete": "job.deleted"}[winner]
     settle(system, job["id"])
-    assert history_problems(await history(nc, job["id"])) == []
+    assert history_problems(await read_history(nc, job["id"])) == []
 
 
 UNPROTECTED: set[str] = set()
@@ -213,7 +202,7 @@ async def test_the_race_needs_the_logs_optimistic_concurrency(nc: Client, protec
 
     wins = sum(await asyncio.gather(*(attempt(c) for c in commands)))
 
-    events = await history(nc, job_id)
+    events = await read_history(nc, job_id)
     with contextlib.suppress(DomainError):  # leave it finished for verify at the end
         await EventStore(nc).execute(StopJob(job_id=job_id, now=now, actor=actor))
     if protected:

@@ -1,6 +1,8 @@
 """Worker faults through the real processes (issue 3's battery, tests 2, 7 and the work queue
 half of 8): a frozen worker, a CPU-bound handler, poison run commands, and the max-deliveries
-rule. Each test ends with SPEC §6 checked."""
+rule. Each test ends with SPEC §6 checked. Histories are read from the raw log: the events
+endpoint leaves out forbidden transitions, a zombie's late write among them; the last test
+shows, on writes forged onto the log, that the checks catch one."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from conveyor_api.ids import new_job_id
 from conveyor_bus import connect
 from conveyor_events import RunJob, encode_run, names
-from support.invariants import check_invariants
+from conveyor_events import testing as ev
+from support.invariants import as_frames, check_invariants, forge, raw_history, verify
 from support.system import System
 
 pytestmark = pytest.mark.e2e
@@ -55,8 +59,27 @@ def wait_workers(system: System, n: int, timeout: float = 20) -> None:
     raise AssertionError(f"fewer than {n} workers came up")
 
 
+def history(system: System, job_id: str) -> list[dict[str, Any]]:
+    """The job's events as the log stores them, every one (the events endpoint leaves out
+    what the transitions table forbids)."""
+    return as_frames(raw_history(system.nats_url, job_id))
+
+
 def events_of(system: System, job_id: str, kind: str) -> list[dict[str, Any]]:
-    return [e for e in system.events(job_id) if e["type"] == kind]
+    return [e for e in history(system, job_id) if e["type"] == kind]
+
+
+def stale_writes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events of an attempt written after a later attempt had started: a zombie's writes."""
+    current = 0
+    stale = []
+    for e in events:
+        attempt = e["data"].get("attempt")
+        if e["type"] == "job.started":
+            current = max(current, attempt)
+        elif attempt is not None and attempt < current:
+            stale.append(e)
+    return stale
 
 
 def test_a_frozen_worker_that_wakes_up_is_fenced_off(faulty: System) -> None:
@@ -87,12 +110,9 @@ def test_a_frozen_worker_that_wakes_up_is_fenced_off(faulty: System) -> None:
         assert time.monotonic() < deadline, "the woken worker never noticed it was fenced off"
         time.sleep(0.2)
     # Nothing of attempt 1 was written after attempt 2 began.
-    history = system.events(job["id"])
-    attempt2_at = next(
-        i for i, e in enumerate(history) if e["type"] == "job.started" and e["data"]["attempt"] == 2
-    )
-    late = [e for e in history[attempt2_at:] if e["data"].get("attempt") == 1]
-    assert late == []
+    events = history(system, job["id"])
+    assert [e["data"]["attempt"] for e in events if e["type"] == "job.started"] == [1, 2]
+    assert stale_writes(events) == []
     check_invariants(system, [job["id"]])
 
 
@@ -157,3 +177,34 @@ def test_poison_run_commands_are_terminated_and_counted(faulty: System) -> None:
     while (total("undecodable"), total("unknown_job")) != (2, 1):
         assert time.monotonic() < deadline, (total("undecodable"), total("unknown_job"))
         time.sleep(0.2)
+
+
+def test_the_checks_catch_a_zombies_writes_forged_onto_the_log(faulty: System) -> None:
+    """The control of the frozen-worker test: what an unfenced zombie would leave (attempt
+    1's progress and completion after attempt 2 started, a second completion), forged onto
+    the log of a job no worker runs. The raw history shows it, the checks above and SPEC §6
+    fail on it, and the projector parked it. Last in the module: its dead letters would fail
+    the verify of any test after it."""
+    system = faulty
+    job = new_job_id()
+    forge(
+        system.nats_url,
+        ev.submitted(job=job),
+        ev.started(1, job=job),
+        ev.started(2, job=job),  # a redelivery: attempt 1's worker froze
+        ev.progressed(1, job=job),  # the zombie wakes up
+        ev.completed(2, job=job),
+        ev.completed(1, job=job),  # the zombie's completion
+    )
+
+    events = history(system, job)
+    completed = [e["data"]["attempt"] for e in events if e["type"] == "job.completed"]
+    assert completed == [2, 1]
+    assert [(e["type"], e["data"]["attempt"]) for e in stale_writes(events)] == [
+        ("job.progressed", 1),
+        ("job.completed", 1),
+    ]
+    with pytest.raises(AssertionError, match=r"for attempt 1 while attempt 2 is current"):
+        check_invariants(system, [job])
+    report = verify(system, poisoned=[job])
+    assert report.count(f"on conveyor.events.{job}: impossible_transition") == 2, report
