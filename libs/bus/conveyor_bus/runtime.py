@@ -11,7 +11,6 @@ from typing import Any
 from nats.aio.client import Client
 
 from conveyor_bus.connection import connect
-from conveyor_bus.errors import BusError
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.topology import ensure_topology
 
@@ -71,7 +70,7 @@ async def bootstrap(settings: BusSettings, name: str) -> Client:
             try:
                 await topology(nc)
                 return
-            except BusError as e:
+            except Exception as e:  # any failure: try again, never give up
                 log.warning("restoring the topology after a reconnect: %s", e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
