@@ -347,7 +347,7 @@ class Worker(Watching):
                 self.metrics.fenced.inc()
                 return
             if command is None:
-                return  # a stop or shutdown cancelled it, and it is handed back above
+                return
             await self._settle(job, command, run_s)
         finally:
             self.heartbeats.forget(job.msg.reply)
@@ -361,6 +361,10 @@ class Worker(Watching):
         if handler is None:
             message = f"worker {self.id} has no handler for {job.state.type!r}"
             return self._fail(job, ErrorInfo(type="UnknownJobType", message=message), True)
+        if job.cancel_reason == "stop":  # stopped before its handler began
+            return ConfirmStop(
+                job_id=job.job_id, now=utc_now(), actor=self.actor, attempt=job.attempt
+            )
         if job.cancel_reason is not None:
             return None
         ctx = Context(job, self._on_progress)
