@@ -225,7 +225,7 @@ def test_batch_submit_and_list_filters(system: System) -> None:
     items = response.json()["items"]
     assert [j["type"] for j in items] == ["noop", "sleep"]
     for j in items:
-        system.wait_for(j["id"], "completed")
+        system.wait_projected(j["id"], "completed")
     high = system.http.get("/api/v1/jobs", params={"priority": "high", "type": "sleep"}).json()
     assert items[1]["id"] in [j["id"] for j in high["items"]]
     assert all(j["priority"] == "high" and j["type"] == "sleep" for j in high["items"])

@@ -208,6 +208,11 @@ async def test_verify_fails_on_a_hand_edited_row_and_on_a_job_that_does_not_fini
 ) -> None:
     job = metered.submit("noop")
     metered.wait_for(job["id"], "completed")
+    # GET reads your writes from the log, so the row may still lag: edit it once projected
+    deadline = time.monotonic() + 15
+    while await pool.fetchval("SELECT status FROM jobs WHERE id = $1", job["id"]) != "completed":
+        assert time.monotonic() < deadline, "the projector never wrote the completed row"
+        await asyncio.sleep(0.05)
     await pool.execute("UPDATE jobs SET progress = 42 WHERE id = $1", job["id"])
     try:
         edited = metered.conveyor("verify")

@@ -44,14 +44,8 @@ def get(system: System, job_id: str) -> dict[str, Any]:
     return job
 
 
-def listed(system: System, job_id: str) -> dict[str, Any] | None:
-    """The job as the read model alone holds it."""
-    items = system.http.get("/api/v1/jobs", params={"q": job_id}).json()["items"]
-    return next((j for j in items if j["id"] == job_id), None)
-
-
 def row(system: System, job_id: str) -> dict[str, Any]:
-    job = listed(system, job_id)
+    job = system.listed(job_id)
     assert job is not None, f"no row for {job_id}"
     return job
 
@@ -94,11 +88,11 @@ async def inject(system: System, job_id: str, data: bytes) -> int:
 
 def test_get_reflects_201_202_and_204_while_the_projector_is_frozen(system: System) -> None:
     old = system.submit("noop", run_at=LATER)
-    system.wait_for(old["id"], "pending")  # its row is in the read model
+    system.wait_projected(old["id"], "pending")  # its row is in the read model
     with frozen_projector(system):
         new = system.submit("noop", run_at=LATER)
         assert get(system, new["id"]) == new  # 201: found at once
-        assert listed(system, new["id"]) is None  # control: no row yet
+        assert system.listed(new["id"]) is None  # control: no row yet
 
         stopped = write(system, old["id"], "stop")
         assert stopped["status"] == "stopped"
@@ -116,7 +110,7 @@ def test_get_reflects_201_202_and_204_while_the_projector_is_frozen(system: Syst
 
         assert system.http.delete(f"/api/v1/jobs/{old['id']}").status_code == 204
         assert system.job(old["id"]).status_code == 404  # 204: gone at once
-        assert listed(system, old["id"]) is not None  # control: the row is still there
+        assert system.listed(old["id"]) is not None  # control: the row is still there
 
         assert write(system, new["id"], "stop")["status"] == "stopped"
         assert system.http.delete(f"/api/v1/jobs/{new['id']}").status_code == 204
@@ -129,7 +123,7 @@ def test_get_reflects_201_202_and_204_while_the_projector_is_frozen(system: Syst
 
 def test_a_stop_of_a_running_job_is_seen_at_once(system: System) -> None:
     job = system.submit("sleep", payload={"seconds": 30, "steps": 30})
-    system.wait_for(job["id"], "running")
+    system.wait_projected(job["id"], "running")
     with frozen_projector(system):
         stopping = write(system, job["id"], "stop")
         assert stopping["stop_requested"] is True and stopping["status"] == "running"
@@ -145,7 +139,7 @@ def test_a_stop_of_a_running_job_is_seen_at_once(system: System) -> None:
 
 async def test_poison_as_the_last_message_does_not_change_the_answer(system: System) -> None:
     running = system.submit("sleep", payload={"seconds": 30, "steps": 30})
-    system.wait_for(running["id"], "running")
+    system.wait_projected(running["id"], "running")
     with frozen_projector(system):
         fresh = system.submit("noop", run_at=LATER)
         await inject(system, fresh["id"], b"\xff\x00 garbage after a fresh submit")
@@ -160,12 +154,12 @@ async def test_poison_as_the_last_message_does_not_change_the_answer(system: Sys
         after = get(system, running["id"])
         assert after["status"] == "running"
         assert_reflects(after, before)
-        assert listed(system, fresh["id"]) is None  # control: the projector saw nothing
+        assert system.listed(fresh["id"]) is None  # control: the projector saw nothing
 
     wait_idle(system)  # the projector parks the poison; GET answers from its rows again
     assert get(system, fresh["id"]) == fresh
     assert get(system, running["id"])["status"] == "running"
-    assert listed(system, fresh["id"]) == fresh
+    assert system.listed(fresh["id"]) == fresh
 
     write(system, running["id"], "stop")
     system.wait_for(running["id"], "stopped")

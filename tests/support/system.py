@@ -198,7 +198,8 @@ class System:
     def wait_for(
         self, job_id: str, *statuses: str, timeout: float = 20, **fields: Any
     ) -> dict[str, Any]:
-        """Poll the read model until the job has one of ``statuses`` (and ``fields``)."""
+        """Poll ``GET /jobs/{id}`` until the job has one of ``statuses`` (and ``fields``). That
+        read follows the log when the projector lags: wait for rows (lists, counts, SQL) apart."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -213,12 +214,29 @@ class System:
         )
 
     def wait_gone(self, job_id: str, timeout: float = 10) -> None:
+        """Until ``GET /jobs/{id}`` answers 404 and the row has left the read model."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.job(job_id).status_code == 404:
+            if self.job(job_id).status_code == 404 and self.listed(job_id) is None:
                 return
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} still in the read model")
+
+    def listed(self, job_id: str) -> dict[str, Any] | None:
+        """The job's row as the list endpoint shows it (the read model alone), if any."""
+        items = self.http.get("/api/v1/jobs", params={"q": job_id}).json()["items"]
+        return next((dict(j) for j in items if j["id"] == job_id), None)
+
+    def wait_projected(self, job_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+        """Until the job's row in the read model has one of ``statuses``."""
+        deadline = time.monotonic() + timeout
+        row = None
+        while time.monotonic() < deadline:
+            row = self.listed(job_id)
+            if row is not None and row["status"] in statuses:
+                return row
+            time.sleep(0.05)
+        raise AssertionError(f"row of {job_id} never reached {statuses}; last: {row}")
 
 
 def scrape(url: str, sample: str, **labels: str) -> float:
