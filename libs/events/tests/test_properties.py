@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any
 
@@ -53,11 +53,10 @@ from conveyor_events import (
 )
 from conveyor_events.events import CompletedData
 from conveyor_events.invariants import history_problems
+from conveyor_events.testing import JOB, T0
 
 pytestmark = pytest.mark.unit
 
-JOB = "01JDQ5N3X8W4Y6Z7A9B2C3D4E5"
-T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 USER = "user:alice"
 WORKERS = ("w-1", "w-2", "w-3")
 BOOM = ErrorInfo(type="RuntimeError", message="boom")
