@@ -15,19 +15,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def leftovers(sub: Any) -> list[Msg]:
-    """Deliveries queued in a pull subscription after its fetch timed out. nats-py keeps them
-    for the next fetch; this takes them out (as its own fetch does) to hand them back."""
-    queue = sub._sub._pending_queue
-    found = []
-    while not queue.empty():
-        msg = queue.get_nowait()
-        sub._sub._pending_size -= len(msg.data)
-        if msg.reply and not (msg.headers and msg.headers.get("Status")):
-            found.append(msg)
-    return found
-
-
 async def nak_all(msgs: Sequence[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):

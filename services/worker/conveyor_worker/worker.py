@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -45,10 +44,11 @@ from conveyor_events import (
 )
 from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.heartbeats import Heartbeats
+from conveyor_worker.intake import Intake
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import Context, RunningJob
 from conveyor_worker.settings import Settings
-from conveyor_worker.support import clean_text, jsonable, leftovers, nak_all, retry_delays, utc_now
+from conveyor_worker.support import clean_text, jsonable, retry_delays, utc_now
 from conveyor_worker.watching import Watching
 
 log = logging.getLogger("conveyor.worker")
@@ -56,18 +56,6 @@ log = logging.getLogger("conveyor.worker")
 _TRACEBACK_LIMIT = 8_000
 _TIMEOUT_MARGIN_S = 5.0
 """Heartbeats go on this long past an attempt's timeout, for its cancellation to settle."""
-
-
-HIGH_POLL_S = 0.02
-"""How long a worker waits for a high command before it looks at the regular queue."""
-
-
-async def _poll(sub: Any, n: int, timeout: float) -> list[Msg]:
-    try:
-        msgs: list[Msg] = await sub.fetch(n, timeout=timeout)
-    except (nats.errors.TimeoutError, TimeoutError):
-        return []
-    return msgs
 
 
 class Worker(Watching):
@@ -81,7 +69,7 @@ class Worker(Watching):
         self.handlers = handlers
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
-        self._slot_free = asyncio.Event()
+        self.intake = Intake(nc, settings.concurrency, hold_s=settings.ack_wait_s / 3)
         self._stopping = asyncio.Event()
         self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -137,7 +125,7 @@ class Worker(Watching):
         if not self._stopping.is_set():
             log.info("worker %s stopping: %d jobs running", self.id, len(self.running))
             self._stopping.set()
-            self._slot_free.set()
+            self.intake.poke()
 
     async def _drain(self) -> None:
         """Let running attempts finish within the grace period, then hand back the rest."""
@@ -158,43 +146,19 @@ class Worker(Watching):
     # -- fetching ------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        js = self.nc.jetstream()
-        subs = {
-            p: await js.pull_subscribe_bind(durable=names.run_consumer(p), stream=names.STREAM)
-            for p in names.PRIORITIES
-        }
-        while not self._stopping.is_set():
-            free = self.settings.concurrency - self._reserved
-            if free <= 0:
-                # Deliveries that arrived after a fetch gave up are not ours to sit on while
-                # every slot is busy (they would get no heartbeat): hand them back.
-                await nak_all([m for s in subs.values() for m in leftovers(s)])
-                self._slot_free.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_free.wait(), 0.5)
-                continue
-            try:
-                msgs = await self._fetch(subs, min(free, 256))
-            except Exception as e:
-                log.warning("fetch failed: %s", e)
-                await asyncio.sleep(0.5)
-                continue
-            if self._stopping.is_set():
-                await nak_all(msgs)
-                break
-            await nak_all(msgs[free:])
-            self._start(msgs[:free])
-        await nak_all([m for s in subs.values() for m in leftovers(s)])
-
-    async def _fetch(self, subs: dict[names.Priority, Any], n: int) -> list[Msg]:
-        """High first; only when no high command waits, regular (long-polled briefly)."""
-        high = await _poll(subs["high"], n, HIGH_POLL_S)
-        if not high and subs["high"].pending_msgs:
-            # a high command arrived just after the poll gave up: take it before any regular
-            high = await _poll(subs["high"], n, HIGH_POLL_S)
-        if high:
-            return high
-        return await _poll(subs["regular"], n, self.settings.idle_poll_s)
+        intake = self.intake
+        await intake.open()
+        try:
+            while not self._stopping.is_set():
+                free = self.settings.concurrency - self._reserved
+                await intake.request(free)
+                msgs = await intake.take(free)
+                if msgs:
+                    self._start(msgs)
+                    continue
+                await intake.wait(self.settings.idle_poll_s)
+        finally:
+            await intake.close()
 
     def _start(self, msgs: Sequence[Msg]) -> None:
         for msg in msgs:
@@ -203,7 +167,7 @@ class Worker(Watching):
 
     def _release(self) -> None:
         self._reserved -= 1
-        self._slot_free.set()
+        self.intake.poke()
 
     # -- one attempt ---------------------------------------------------------------------
 
