@@ -23,6 +23,7 @@ from types import FrameType
 BIN_DIR = Path(sys.executable).parent
 STOP_GRACE_S = 10.0
 READY_TIMEOUT_S = 30.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -118,6 +119,19 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
         os.killpg(group, signum)
 
 
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds used so far by the live processes of a process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def wait_for_port(port: int, child: Child, processes: Processes) -> None:
     """Waits until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -141,6 +155,7 @@ def version_of(argv: Sequence[str]) -> str:
 class Server:
     url: str
     version: str
+    pid: int
 
 
 def start_redis(processes: Processes, work_dir: Path) -> Server:
@@ -153,7 +168,7 @@ def start_redis(processes: Processes, work_dir: Path) -> Server:
     argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
     child = processes.start("redis-server", argv)
     wait_for_port(port, child, processes)
-    return Server(f"redis://127.0.0.1:{port}", version_of([binary, "--version"]))
+    return Server(f"redis://127.0.0.1:{port}", version_of([binary, "--version"]), child.process.pid)
 
 
 def start_nats(processes: Processes, work_dir: Path) -> Server:
@@ -164,7 +179,7 @@ def start_nats(processes: Processes, work_dir: Path) -> Server:
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
     child = processes.start("nats-server", argv)
     wait_for_port(port, child, processes)
-    return Server(f"nats://127.0.0.1:{port}", version_of([binary, "--version"]))
+    return Server(f"nats://127.0.0.1:{port}", version_of([binary, "--version"]), child.process.pid)
 
 
 @contextmanager
@@ -184,8 +199,15 @@ def hard_timeout(seconds: float, what: str) -> Iterator[None]:
 
 
 def wait_until(count: Callable[[], int], target: int, interval_s: float) -> float:
-    """Polls count() every interval_s until it reaches target; the wall time it was seen."""
+    """Polls count() every interval_s until it reaches target; the perf_counter it was seen."""
     while True:
-        if count() >= target:
+        seen = count()
+        if seen >= target:
+            check_count(seen, target)
             return time.perf_counter()
         time.sleep(interval_s)
+
+
+def check_count(seen: int, target: int) -> None:
+    if seen != target:
+        raise BenchError(f"the result store holds {seen} results for {target} jobs")

@@ -39,6 +39,14 @@ def nats_url() -> str:
     return os.environ.get(NATS_URL_ENV, "nats://127.0.0.1:4222")
 
 
+@dataclass(frozen=True)
+class ThroughputRun:
+    """Seconds from the first submit until the last submit returned, and until all completed."""
+
+    submit_s: float
+    total_s: float
+
+
 class Peer(Protocol):
     name: str
     version: str
@@ -53,7 +61,7 @@ class Peer(Protocol):
     def reset(self) -> None:
         """Empties queues and the result store, so each run starts from fresh state."""
 
-    def throughput(self, jobs: int) -> float:
+    def throughput(self, jobs: int) -> ThroughputRun:
         """Seconds from the first submit until the result store holds all `jobs` results."""
 
     def latency(self, jobs: int, gap_s: float) -> list[float]:

@@ -13,7 +13,13 @@ import redis
 from celery import Celery, group
 
 from infra import env_binary, wait_until
-from peer import POLL_INTERVAL_S, RESULT_TIMEOUT_S, WARM_UP_JOBS, redis_db_url
+from peer import (
+    POLL_INTERVAL_S,
+    RESULT_TIMEOUT_S,
+    WARM_UP_JOBS,
+    ThroughputRun,
+    redis_db_url,
+)
 
 BROKER_DB = 0
 RESULT_DB = 1
@@ -56,12 +62,13 @@ class CeleryPeer:
             raise RuntimeError("celery queue is not empty between runs")
         self._results.flushdb()
 
-    def throughput(self, jobs: int) -> float:
+    def throughput(self, jobs: int) -> ThroughputRun:
         start = time.perf_counter()
         batch = group(noop.s() for _ in range(jobs)).apply_async()
+        submitted = time.perf_counter()
         done = wait_until(self._results.dbsize, jobs, POLL_INTERVAL_S)
         batch.results[-1].get(timeout=RESULT_TIMEOUT_S)
-        return done - start
+        return ThroughputRun(submitted - start, done - start)
 
     def latency(self, jobs: int, gap_s: float) -> list[float]:
         sent = []

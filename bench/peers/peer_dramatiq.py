@@ -15,7 +15,13 @@ from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
 from infra import env_binary, wait_until
-from peer import POLL_INTERVAL_S, RESULT_TIMEOUT_S, WARM_UP_JOBS, redis_db_url
+from peer import (
+    POLL_INTERVAL_S,
+    RESULT_TIMEOUT_S,
+    WARM_UP_JOBS,
+    ThroughputRun,
+    redis_db_url,
+)
 
 BROKER_DB = 2
 RESULT_DB = 3
@@ -55,15 +61,13 @@ class DramatiqPeer:
     def reset(self) -> None:
         self._results.flushdb()
 
-    def throughput(self, jobs: int) -> float:
+    def throughput(self, jobs: int) -> ThroughputRun:
         start = time.perf_counter()
-        last = None
-        for _ in range(jobs):
-            last = noop.send()
+        sent = [noop.send() for _ in range(jobs)]
+        submitted = time.perf_counter()
         done = wait_until(self._results.dbsize, jobs, POLL_INTERVAL_S)
-        assert last is not None
-        last.get_result(block=True, timeout=RESULT_TIMEOUT_MS)
-        return done - start
+        sent[-1].get_result(block=True, timeout=RESULT_TIMEOUT_MS)
+        return ThroughputRun(submitted - start, done - start)
 
     def latency(self, jobs: int, gap_s: float) -> list[float]:
         sent = []

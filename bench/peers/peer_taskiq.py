@@ -16,8 +16,8 @@ from nats.js import JetStreamContext
 from taskiq import AsyncTaskiqTask
 from taskiq_nats import NATSObjectStoreResultBackend, PullBasedJetStreamBroker
 
-from infra import env_binary
-from peer import POLL_INTERVAL_S, RESULT_TIMEOUT_S, WARM_UP_JOBS, nats_url
+from infra import check_count, env_binary
+from peer import POLL_INTERVAL_S, RESULT_TIMEOUT_S, WARM_UP_JOBS, ThroughputRun, nats_url
 
 TASK_STREAM = "taskiq_jetstream"
 RESULT_BUCKET = "taskiq_results"
@@ -81,25 +81,26 @@ class TaskiqPeer:
         await self._js.purge_stream(TASK_STREAM)
         await self._js.purge_stream(RESULT_STREAM)
 
-    def throughput(self, jobs: int) -> float:
+    def throughput(self, jobs: int) -> ThroughputRun:
         return self._run(self._throughput(jobs))
 
-    async def _throughput(self, jobs: int) -> float:
+    async def _throughput(self, jobs: int) -> ThroughputRun:
         start = time.perf_counter()
-        last: AsyncTaskiqTask[float] | None = None
+        sent: list[AsyncTaskiqTask[float]] = []
         for first in range(0, jobs, SUBMIT_CHUNK):
             size = min(SUBMIT_CHUNK, jobs - first)
-            sent = await asyncio.gather(*(noop.kiq() for _ in range(size)))
-            last = sent[-1]
+            sent += await asyncio.gather(*(noop.kiq() for _ in range(size)))
+        submitted = time.perf_counter()
         done = await self._wait_for_results(jobs)
-        assert last is not None
-        await last.wait_result(timeout=RESULT_TIMEOUT_S)
-        return done - start
+        await sent[-1].wait_result(timeout=RESULT_TIMEOUT_S)
+        return ThroughputRun(submitted - start, done - start)
 
     async def _wait_for_results(self, jobs: int) -> float:
         """Polls the result stream every POLL_INTERVAL_S; the time it held all results."""
         while True:
-            if await self._stored_results() >= jobs:
+            seen = await self._stored_results()
+            if seen >= jobs:
+                check_count(seen, jobs)
                 return time.perf_counter()
             await asyncio.sleep(POLL_INTERVAL_S)
 

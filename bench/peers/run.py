@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -27,12 +26,20 @@ from infra import (
     Child,
     Processes,
     ScenarioTimeout,
+    group_cpu_seconds,
     hard_timeout,
     start_nats,
     start_redis,
     tail,
 )
 from peer import HERE, Infra, Peer
+from report import (
+    MeasuredRun,
+    latency_stats,
+    print_summary,
+    summarize_latency,
+    summarize_throughput,
+)
 
 PEERS = {
     "celery": ("peer_celery", "CeleryPeer"),
@@ -83,33 +90,6 @@ def load_peer(name: str) -> Peer:
     return driver()
 
 
-def summarize_throughput(jobs: int, seconds: list[float]) -> dict[str, Any]:
-    rates = [round(jobs / s, 1) for s in seconds]
-    return {
-        "median": statistics.median(rates),
-        "min": min(rates),
-        "max": max(rates),
-        "runs": rates,
-    }
-
-
-def latency_stats(latencies_ms: list[float]) -> dict[str, float]:
-    """p50 and p99 interpolate between closest ranks (numpy's default); max is the largest."""
-    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
-    return {
-        "p50": round(cuts[49], 2),
-        "p99": round(cuts[98], 2),
-        "max": round(max(latencies_ms), 2),
-    }
-
-
-def summarize_latency(runs: list[dict[str, float]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        key: round(statistics.median(run[key] for run in runs), 2) for key in ("p50", "p99", "max")
-    }
-    return {**summary, "runs": runs}
-
-
 def scenario(peer: Peer, worker: Child, what: str, body: Callable[[], Any]) -> Any:
     """Runs one scenario under the hard time limit; a timeout names the worker's state."""
     try:
@@ -120,41 +100,72 @@ def scenario(peer: Peer, worker: Child, what: str, body: Callable[[], Any]) -> A
         raise BenchError(f"{e} (worker {state}); worker log tail:\n{tail(worker.log)}") from e
 
 
-def measure_peer(name: str, processes: Processes, infra: Infra, options: Options) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Bench:
+    """What measuring a peer needs: the options, the servers, and the processes started."""
+
+    options: Options
+    infra: Infra
+    processes: Processes
+    server_pids: dict[str, int]
+
+    def cpu_seconds(self, worker: Child) -> dict[str, float]:
+        """CPU seconds used so far by this client, the worker's process group and the servers."""
+        groups = {"worker": worker.process.pid, **self.server_pids}
+        return {
+            "client": time.process_time(),
+            **{name: group_cpu_seconds(pid) for name, pid in groups.items()},
+        }
+
+
+def throughput_runs(bench: Bench, peer: Peer, worker: Child) -> list[MeasuredRun]:
+    runs = []
+    for run in range(1, bench.options.repeats + 1):
+        scenario(peer, worker, f"reset before throughput run {run}", peer.reset)
+        before = bench.cpu_seconds(worker)
+        timing = scenario(
+            peer, worker, f"throughput run {run}", lambda: peer.throughput(bench.options.jobs)
+        )
+        after = bench.cpu_seconds(worker)
+        cpu = {name: after[name] - before[name] for name in before}
+        measured = MeasuredRun(bench.options.jobs, timing, cpu)
+        print(f"  throughput run {run}: {measured.detail()}", flush=True)
+        runs.append(measured)
+    return runs
+
+
+def latency_runs(bench: Bench, peer: Peer, worker: Child) -> list[dict[str, float]]:
+    runs = []
+    jobs = bench.options.latency_jobs
+    for run in range(1, bench.options.repeats + 1):
+        scenario(peer, worker, f"reset before latency run {run}", peer.reset)
+        latencies = scenario(
+            peer, worker, f"latency run {run}", lambda: peer.latency(jobs, LATENCY_GAP_S)
+        )
+        stats = latency_stats(latencies)
+        print(f"  latency run {run}: {stats}", flush=True)
+        runs.append(stats)
+    return runs
+
+
+def measure_peer(bench: Bench, name: str) -> dict[str, Any]:
     peer = load_peer(name)
-    worker = processes.start(f"{name}-worker", peer.worker_argv(), infra.worker_env(), HERE)
+    argv = peer.worker_argv()
+    worker = bench.processes.start(f"{name}-worker", argv, bench.infra.worker_env(), HERE)
     try:
         scenario(peer, worker, "worker start and warm-up", peer.warm_up)
-        seconds = []
-        for run in range(1, options.repeats + 1):
-            scenario(peer, worker, f"reset before throughput run {run}", peer.reset)
-            took = scenario(
-                peer, worker, f"throughput run {run}", lambda: peer.throughput(options.jobs)
-            )
-            print(f"  {name} throughput run {run}: {options.jobs / took:.1f} jobs/s", flush=True)
-            seconds.append(took)
-        latency_runs = []
-        for run in range(1, options.repeats + 1):
-            scenario(peer, worker, f"reset before latency run {run}", peer.reset)
-            latencies = scenario(
-                peer,
-                worker,
-                f"latency run {run}",
-                lambda: peer.latency(options.latency_jobs, LATENCY_GAP_S),
-            )
-            stats = latency_stats(latencies)
-            print(f"  {name} latency run {run}: {stats}", flush=True)
-            latency_runs.append(stats)
+        throughput = throughput_runs(bench, peer, worker)
+        latency = latency_runs(bench, peer, worker)
     finally:
         try:
             peer.close()
         finally:
-            processes.stop(worker)
+            bench.processes.stop(worker)
     return {
         "version": peer.version,
         "setup": peer.setup,
-        "throughput_jobs_per_s": summarize_throughput(options.jobs, seconds),
-        "latency_ms": summarize_latency(latency_runs),
+        "throughput_jobs_per_s": summarize_throughput(throughput),
+        "latency_ms": summarize_latency(latency),
     }
 
 
@@ -171,18 +182,6 @@ def notes() -> list[str]:
     ]
 
 
-def print_summary(report: dict[str, Any]) -> None:
-    print(f"\npeers on {report['cpu_count']} cores; {report['jobs']} jobs per throughput run, ")
-    print(f"{report['latency_jobs']} jobs per latency run, {report['repeats']} repeats")
-    print(f"{'peer':<10}{'jobs/s median (min-max)':>28}{'latency ms p50 / p99 / max':>30}")
-    for name, peer in report["peers"].items():
-        rate, lat = peer["throughput_jobs_per_s"], peer["latency_ms"]
-        rates = f"{rate['median']:.0f} ({rate['min']:.0f}-{rate['max']:.0f})"
-        latency = f"{lat['p50']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f}"
-        print(f"{name:<10}{rates:>28}{latency:>30}")
-    print(f"wall time {report['wall_time_s']:.0f} s")
-
-
 def run(options: Options) -> dict[str, Any]:
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -193,10 +192,12 @@ def run(options: Options) -> dict[str, Any]:
         nats = start_nats(processes, work_dir)
         infra = Infra(redis.url, nats.url)
         infra.export()
+        bench = Bench(options, infra, processes, {"redis": redis.pid, "nats": nats.pid})
+        load = os.getloadavg()[0]
         peers = {}
         for name in options.peers:
             print(f"{name}:", flush=True)
-            peers[name] = measure_peer(name, processes, infra, options)
+            peers[name] = measure_peer(bench, name)
     return {
         "peers": peers,
         "jobs": options.jobs,
@@ -208,6 +209,7 @@ def run(options: Options) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "wall_time_s": round(time.perf_counter() - started, 1),
+        "load_average_1m": {"start": round(load, 2), "end": round(os.getloadavg()[0], 2)},
         "notes": notes(),
     }
 
