@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from taskiq import AsyncTaskiqTask
 from taskiq_nats import NATSObjectStoreResultBackend, PullBasedJetStreamBroker
 
-from infra import check_count, env_binary
+from infra import BenchError, check_count, env_binary
 from peer import POLL_INTERVAL_S, RESULT_TIMEOUT_S, WARM_UP_JOBS, ThroughputRun, nats_url
 
 TASK_STREAM = "taskiq_jetstream"
@@ -121,7 +121,7 @@ class TaskiqPeer:
         for before, task in sent:
             result = await task.wait_result(timeout=RESULT_TIMEOUT_S)
             if result.is_err:
-                raise RuntimeError(f"taskiq job failed: {result.error!r}")
+                raise BenchError(f"a taskiq job failed: {result.error!r}")
             latencies.append((result.return_value - before) * 1e3)
         return latencies
 
