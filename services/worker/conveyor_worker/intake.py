@@ -129,13 +129,13 @@ class Intake:
         return receive
 
     async def request(self, free: int) -> None:
-        """Top up the open requests to the free slots: the high queue always, the regular
-        queue for the slots no held high command will take."""
+        """Top up the open requests on both queues to the free slots that no delivery in
+        hand will take."""
         if self.closed or not self.nc.is_connected:
             return
         now = time.monotonic()
         high, regular = self.queues["high"], self.queues["regular"]
-        wanted = free - len(high.ready)
+        wanted = free - len(high.ready) - len(regular.ready)
         for q in (high, regular):
             missing = wanted - q.credit(now)
             # top up in steps, not one request per freed slot

@@ -150,12 +150,8 @@ class Worker(Watching):
         await intake.open()
         try:
             while not self._stopping.is_set():
-                free = self.settings.concurrency - self._reserved
-                await intake.request(free)
-                msgs = await intake.take(free)
-                if msgs:
-                    self._start(msgs)
-                    continue
+                self._start(await intake.take(self.settings.concurrency - self._reserved))
+                await intake.request(self.settings.concurrency - self._reserved)
                 await intake.wait(self.settings.idle_poll_s)
         finally:
             await intake.close()
