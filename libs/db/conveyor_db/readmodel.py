@@ -10,15 +10,28 @@ from datetime import datetime
 import asyncpg
 
 from conveyor_db.deadletters import DeadLetter, load_dead_letters, save_dead_letters
-from conveyor_db.rows import COLUMNS, SELECT_COLUMNS, from_row, init_connection, to_row
+from conveyor_db.rows import (
+    COLUMN_TYPES,
+    COLUMNS,
+    SELECT_COLUMNS,
+    from_row,
+    init_connection,
+    to_columns,
+)
 from conveyor_events import JobState
 
 _UPSERT = (
-    f"INSERT INTO jobs ({SELECT_COLUMNS}) VALUES ("
-    + ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
-    + ") ON CONFLICT (id) DO UPDATE SET "
+    f"INSERT INTO jobs ({SELECT_COLUMNS}) SELECT "
+    + ", ".join(f"{c}::jsonb" if COLUMN_TYPES[c] == "jsonb" else c for c in COLUMNS)
+    + " FROM unnest("
+    + ", ".join(
+        f"${i}::{'text' if COLUMN_TYPES[c] == 'jsonb' else COLUMN_TYPES[c]}[]"
+        for i, c in enumerate(COLUMNS, 1)
+    )
+    + f") AS row_({SELECT_COLUMNS}) ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
 )
+"""Many rows in one statement: one array per column (jsonb columns as their JSON text)."""
 
 
 class DatabaseUnavailable(Exception):
@@ -280,7 +293,7 @@ async def save_projection(
     and move the checkpoint (caller's transaction)."""
     await save_dead_letters(conn, dead_letters)
     if upserts:
-        await conn.executemany(_UPSERT, [to_row(s) for s in upserts])
+        await conn.execute(_UPSERT, *to_columns(upserts))
     if deletes:
         await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", [t.id for t in deletes])
         await conn.executemany(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,18 @@ COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 SELECT_COLUMNS = ", ".join(COLUMNS)
+
+COLUMN_TYPES: dict[str, str] = {
+    "id": "text", "type": "text", "priority": "text", "payload": "jsonb", "status": "text",
+    "progress": "float8", "message": "text", "attempt": "int4", "max_attempts": "int4",
+    "timeout_s": "float8", "run_at": "timestamptz", "result": "jsonb", "error": "jsonb",
+    "worker_id": "text", "stop_requested": "bool", "created_at": "timestamptz",
+    "started_at": "timestamptz", "finished_at": "timestamptz", "updated_at": "timestamptz",
+    "version": "int4", "run": "int4", "attempts_base": "int4", "run_base": "int4",
+}  # fmt: skip
+"""The PostgreSQL type of each column (migrations/*.sql)."""
+
+_encode = msgspec.json.Encoder().encode
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -39,6 +51,17 @@ def to_row(state: JobState) -> tuple[Any, ...]:
         state.started_at, state.finished_at, state.updated_at, state.version, state.run,
         state.attempts_base, state.run_base,
     )  # fmt: skip
+
+
+def to_columns(states: Sequence[JobState]) -> list[list[Any]]:
+    """Rows as one list per column (jsonb columns as JSON text, SQL NULL for None), for an
+    ``unnest`` of arrays: many rows in one statement."""
+    rows = [to_row(s) for s in states]
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    for i, name in enumerate(COLUMNS):
+        if COLUMN_TYPES[name] == "jsonb":
+            columns[i] = [None if v is None else _encode(v).decode() for v in columns[i]]
+    return columns
 
 
 def from_row(row: Mapping[str, Any]) -> JobState:

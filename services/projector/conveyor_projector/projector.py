@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -28,8 +29,9 @@ from conveyor_db import (
     save_dead_letters,
     save_projection,
 )
-from conveyor_events import AnyEvent, names
+from conveyor_events import AnyEvent, JobState, names
 from conveyor_events.poison import Poison, PoisonKind, poison, read_event
+from conveyor_projector.logread import read_range
 from conveyor_projector.metrics import ProjectorMetrics
 from conveyor_projector.projection import project
 
@@ -59,6 +61,8 @@ class Applied:
     checkpoint: int
     events: int = 0
     parked: list[DeadLetter] = field(default_factory=list)
+    states: dict[str, JobState] = field(default_factory=dict)
+    """The rows the transaction wrote, as written (deleted jobs left out)."""
 
 
 Item = tuple[StoredMsg, AnyEvent]
@@ -71,16 +75,25 @@ class Projector:
         pool: asyncpg.Pool,
         *,
         batch_size: int = 1000,
+        replay_batch_size: int = 10_000,
         fetch_timeout_s: float = 1.0,
         metrics: ProjectorMetrics | None = None,
+        cache_size: int = 20_000,
     ) -> None:
         self.nc = nc
         self.pool = pool
         self.batch_size = batch_size
+        self.replay_batch_size = replay_batch_size
         self.fetch_timeout_s = fetch_timeout_s
         self.metrics = metrics
         self.position = 0
         """The last stream sequence applied (or skipped as already applied)."""
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, JobState] = OrderedDict()
+        """The rows this projector wrote last, most recent last: the same as the table's
+        while the checkpoint is still :attr:`position` (nobody else wrote since), so a batch
+        loads from PostgreSQL only the jobs missing here. Deleted jobs are never cached:
+        their tombstones are always read from the table."""
         self._getter = DirectGetter(nc)
         self._lag_measured_at = 0.0
 
@@ -114,18 +127,14 @@ class Projector:
             await reader.close()
 
     async def catch_up(self, until_seq: int) -> None:
-        """Project until the checkpoint reaches ``until_seq`` (``conveyor replay``)."""
+        """Project until the checkpoint reaches ``until_seq`` (``conveyor replay``): the log
+        read with batched direct gets of ``replay_batch_size`` events, the next batch read
+        while the last one is written."""
         self.position = await self.checkpoint()
-        if self.position >= until_seq:
-            return
-        reader = LogReader(self.nc, names.EVENTS_ALL, self.position + 1)
-        try:
-            while self.position < until_seq:
-                msgs = await reader.fetch(self.batch_size, timeout=self.fetch_timeout_s)
-                if msgs:
-                    await self.apply(msgs)
-        finally:
-            await reader.close()
+        async for msgs in read_range(
+            self._getter, self.position + 1, until_seq, self.replay_batch_size
+        ):
+            await self.apply(msgs)
 
     async def apply(self, msgs: list[StoredMsg]) -> None:
         """Apply one batch in one transaction; events at or below the checkpoint are skipped.
@@ -139,9 +148,14 @@ class Projector:
                 log.warning(
                     "batch up to seq %d refused (%s); applying it event by event", msgs[-1].seq, e
                 )
+                self._cache.clear()
                 async with conn.transaction():
                     applied = await self._apply(conn, msgs, one_by_one=True)
+            except BaseException:
+                self._cache.clear()
+                raise
         self.position = applied.checkpoint
+        self._remember(applied.states)
         for letter in applied.parked:
             log.error(
                 "parked event at seq %d on %s (%s): %s",
@@ -162,6 +176,8 @@ class Projector:
         checkpoint = await lock_checkpoint(conn)
         if checkpoint < self.position:
             raise Rewound(checkpoint)
+        if checkpoint != self.position:
+            self._cache.clear()  # another projector wrote meanwhile
         last = msgs[-1].seq
         if last <= checkpoint:
             return Applied(checkpoint)
@@ -177,13 +193,13 @@ class Projector:
                 items.append((m, read))
         await save_dead_letters(conn, applied.parked)
         if not one_by_one:
-            applied.events, skipped = await _write(conn, items, last)
+            applied.events, skipped, applied.states = await _write(conn, items, last, self._cache)
             applied.parked += skipped
         else:
             for m, event in items:
                 try:
                     async with conn.transaction():  # a savepoint
-                        events, skipped = await _write(conn, [(m, event)], m.seq)
+                        events, skipped, _ = await _write(conn, [(m, event)], m.seq, None)
                 except STORAGE_ERRORS as e:
                     reason = f"the read model cannot hold this {event.name}: {e}"
                     events, skipped = 0, [_letter(m, "unstorable", reason)]
@@ -193,6 +209,16 @@ class Projector:
             await save_projection(conn, [], [], last)
         applied.parked.sort(key=lambda d: d.seq)
         return applied
+
+    def _remember(self, states: dict[str, JobState]) -> None:
+        """Rows just committed go to the cache (the oldest fall out beyond its size)."""
+        cache = self._cache
+        for job_id, state in states.items():
+            cache.pop(job_id, None)
+            if not state.deleted:
+                cache[job_id] = state
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
 
     async def _measure_lag(self) -> None:
         """Refresh the pending-events gauge, at most once per :data:`LAG_INTERVAL_S`."""
@@ -210,13 +236,26 @@ class Projector:
 
 
 async def _write(
-    conn: asyncpg.Connection, items: Sequence[Item], last_seq: int
-) -> tuple[int, list[DeadLetter]]:
+    conn: asyncpg.Connection,
+    items: Sequence[Item],
+    last_seq: int,
+    cache: OrderedDict[str, JobState] | None,
+) -> tuple[int, list[DeadLetter], dict[str, JobState]]:
     """Project ``items`` onto the rows they touch (and the tombstones of deleted jobs), write
     the rows, the tombstones, the transitions the table forbids (as dead letters) and the
-    checkpoint; returns (events applied, dead letters)."""
+    checkpoint; returns (events applied, dead letters, the touched jobs' states). Rows in
+    ``cache`` are taken from it instead of the table."""
     by_seq = {m.seq: m for m, _ in items}
-    states = await load_states(conn, list({event.job_id for _, event in items}))
+    states: dict[str, JobState] = {}
+    missing: list[str] = []
+    for job_id in {event.job_id for _, event in items}:
+        cached = cache.get(job_id) if cache is not None else None
+        if cached is None:
+            missing.append(job_id)
+        else:
+            states[job_id] = cached
+    if missing:
+        states.update(await load_states(conn, missing))
     changes = project(states, [(m.seq, event) for m, event in items])
     skipped = [
         _letter(by_seq[seq], "impossible_transition", reason) for seq, reason in changes.skipped
@@ -231,7 +270,7 @@ async def _write(
         last_seq,
         dead_letters=skipped,
     )
-    return len(items) - len(skipped), skipped
+    return len(items) - len(skipped), skipped, states
 
 
 def _letter(m: StoredMsg, kind: PoisonKind, reason: str) -> DeadLetter:
