@@ -97,6 +97,13 @@ async def test_a_stalled_client_is_closed_with_1013_and_others_get_everything(
 ) -> None:
     stalled = stalled_client(notifier)
     reader = await websockets.connect(f"ws://127.0.0.1:{notifier}/ws")
+    seqs: list[int] = []
+
+    async def read() -> None:  # a client that keeps reading while the events are written
+        while len(seqs) < EVENTS:
+            seqs.append(json.loads(await reader.recv())["seq"])
+
+    reading = asyncio.create_task(read())
     store = EventStore(nc)
     now = datetime.now(UTC)
     for batch in range(EVENTS // 100):
@@ -106,10 +113,8 @@ async def test_a_stalled_client_is_closed_with_1013_and_others_get_everything(
                 for n in range(100)
             ]
         )
-    seqs: list[int] = []
     async with asyncio.timeout(30):
-        while len(seqs) < EVENTS:
-            seqs.append(json.loads(await reader.recv())["seq"])
+        await reading
     assert seqs == sorted(set(seqs)) and len(seqs) == EVENTS
     await reader.close()
 

@@ -1,8 +1,12 @@
 """The notifier's composition root: a websockets server with ``GET /ws``, ``/healthz`` and
 ``/metrics``.
 
-The ``websockets`` server is used directly (not through ASGI) because its ``send`` applies
-backpressure: a client that does not read makes ``send`` wait, its queue fills, and it is
+The ``websockets`` server is used directly (not through ASGI): it does the handshake, pings
+and the close, and its flow control tells when a client's buffer is full. Event frames do not
+go through its ``send`` (one call, one encoding and one socket write per event per client is
+too slow for a thousand clients): the hub encodes each event's frame once and writes all the
+frames a client is due in one write to its transport (:class:`_Frames`). A client that does
+not read pauses its transport, its frames queue in the hub, and past its buffer it is
 disconnected with 1013 instead of the server buffering for it without bound.
 """
 
@@ -27,6 +31,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from conveyor_bus import BusError
 from conveyor_bus.runtime import bootstrap, stop_on_signals
@@ -117,10 +122,34 @@ class Notifier:
                 await ws.close(TRY_AGAIN_LATER, "too slow; reconnect with since=<last seq>")
 
     async def _send(self, ws: ServerConnection, client: Client_) -> None:
-        with contextlib.suppress(ConnectionClosed, Overflow):
-            while True:
-                for data in await client.next_frames():
-                    await ws.send(data, text=True)
+        with contextlib.suppress(Overflow):
+            await client.pump(_Frames(ws))
+
+
+class _Frames:
+    """Writes whole, already encoded data frames to a connection's transport, around the
+    library's protocol object (which only tracks data frames when fragmenting, which the
+    feed never does); nothing is written once the connection is closing. The library's own
+    frames (pings, pongs, the close) go through the same transport, between whole frames."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.transport = ws.transport
+
+    def write(self, data: bytes) -> bool:
+        if self.ws.protocol.state is not State.OPEN:
+            return False
+        self.transport.write(data)
+        return not self.ws.paused
+
+    async def drain(self) -> bool:
+        if self.ws.protocol.state is not State.OPEN:
+            return False
+        try:
+            await self.ws.drain()
+        except OSError:
+            return False
+        return self.ws.protocol.state is State.OPEN
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -139,7 +168,7 @@ def _check(job_id: str | None, since: str | None) -> str | None:
 async def serve_forever(settings: Settings) -> None:
     stop = stop_on_signals()
     nc = await bootstrap(settings, "conveyor-notifier")
-    hub = Hub(nc, settings.client_buffer)
+    hub = Hub(nc, settings.client_buffer, settings.write_pause_factor)
     notifier = Notifier(hub, settings.socket_send_buffer)
     await hub.start()
     try:
@@ -148,6 +177,7 @@ async def serve_forever(settings: Settings) -> None:
             settings.host,
             settings.port,
             process_request=notifier.process_request,
+            compression=None,  # one encoding of each frame serves every client
             close_timeout=2,
             max_size=64 * 1024,
             ping_interval=20,
