@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from conveyor_cli.embedded import NatsServer, PostgresServer, free_port
+from conveyor_cli.embedded import NatsServer, PostgresServer, children, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = BENCH_DIR / "work"
@@ -203,9 +203,27 @@ class Services:
         path = self.cluster.root / f"{name}.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each service, nats-server and PostgreSQL (all of
+        its processes)."""
+        used = {name: cpu_s(proc.pid) for name, proc in self.procs.items()}
+        nats, postgres = self.cluster.nats.proc, self.cluster.postgres.proc
+        assert nats is not None and postgres is not None
+        used["nats-server"] = cpu_s(nats.pid)
+        used["postgres"] = cpu_s(postgres.pid) + sum(
+            cpu_s(pid) for pid in children(postgres.pid) if Path(f"/proc/{pid}").exists()
+        )
+        return used
+
     def rss_mb(self) -> dict[str, float]:
         """Resident memory of each service process, in MiB."""
         return {name: rss_mb(proc.pid) for name, proc in self.procs.items()}
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

@@ -38,12 +38,14 @@ def completed(http: httpx.Client) -> int:
     return counts["completed"]
 
 
-def one_run(scale: Scale) -> float:
+def one_run(scale: Scale) -> tuple[float, dict[str, float]]:
+    """Jobs/s, and the CPU milliseconds each process spent per job."""
     with (
         Cluster("throughput") as cluster,
         Services(cluster) as services,
         httpx.Client(base_url=services.api_url, timeout=30) as http,
     ):
+        cpu_before = services.cpu_s()
         started = time.monotonic()
         asyncio.run(_submit_all(services.api_url, scale.throughput_jobs))
         deadline = started + max(120.0, scale.throughput_jobs / 100)
@@ -51,9 +53,19 @@ def one_run(scale: Scale) -> float:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{done} of {scale.throughput_jobs} jobs completed")
             time.sleep(0.1)
-        return scale.throughput_jobs / (time.monotonic() - started)
+        rate = scale.throughput_jobs / (time.monotonic() - started)
+        cpu = {
+            name: round((used - cpu_before[name]) * 1000 / scale.throughput_jobs, 3)
+            for name, used in services.cpu_s().items()
+        }
+        return rate, cpu
 
 
 def run(scale: Scale) -> dict[str, Any]:
     runs = [one_run(scale) for _ in range(scale.repeats)]
-    return {"jobs": scale.throughput_jobs, "jobs_per_s": spread(runs)}
+    cpu = {name: spread([c[name] for _, c in runs], 3)["median"] for name in runs[0][1]}
+    return {
+        "jobs": scale.throughput_jobs,
+        "jobs_per_s": spread([rate for rate, _ in runs]),
+        "cpu_ms_per_job": {**cpu, "total": round(sum(cpu.values()), 3)},
+    }

@@ -23,6 +23,7 @@ from conveyor_events import (
     AnyCommand,
     AnyEvent,
     JobState,
+    JobSubmitted,
     RunJob,
     SubmitJob,
     decide,
@@ -116,6 +117,23 @@ class EventStore:
     async def load(self, job_id: str) -> Loaded:
         _, state, last_seq = await self._read(job_id, None, 0)
         return Loaded(state, last_seq)
+
+    async def load_submitted(self, job_ids: Sequence[str]) -> dict[str, Loaded]:
+        """Of these jobs, the ones whose whole history is still their ``job.submitted``,
+        loaded in one round trip (the last message of each job's subject). A job missing
+        from the answer has more history, or none in this read: load it on its own."""
+        if not job_ids:
+            return {}
+        subjects = [names.event_subject(j) for j in job_ids]
+        msgs = await self._getter.batch(
+            names.STREAM, {"multi_last": subjects, "batch": len(subjects)}
+        )
+        found: dict[str, Loaded] = {}
+        for m in msgs:
+            event = read_event(m.subject, m.data)
+            if isinstance(event, JobSubmitted):
+                found[event.job_id] = Loaded(evolve(None, event), m.seq)
+        return found
 
     async def refresh(self, loaded: Loaded) -> Loaded:
         """``loaded`` brought up to date by reading only the events after it."""

@@ -259,7 +259,7 @@ class PostgresServer:
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError("postgres is not running")
         os.kill(self.proc.pid, sig)
-        for pid in _children(self.proc.pid):
+        for pid in children(self.proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
@@ -269,7 +269,7 @@ class PostgresServer:
         self.proc = None
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """The direct children of a process (Linux /proc)."""
     found = []
     for stat_file in Path("/proc").glob("[0-9]*/stat"):

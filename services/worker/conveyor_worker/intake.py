@@ -3,27 +3,27 @@
 A worker with free slots keeps a long-polling pull request open on both work queues, so a
 command reaches it the moment it is queued, whichever its priority (the way nats.go's
 ``Consume`` works, rather than polling one queue after the other). Each request asks for as
-many commands as the worker has free slots; the server may hold requests whose credit is
-no longer wanted (the slots filled up meanwhile), so a delivery can arrive for which no slot
-is free:
+many commands as the worker has free slots that no delivery in hand will take. The server
+cannot be told to forget a request, so credit may outlive the free slots it was asked for
+(they filled up meanwhile, from the other queue); a delivery for which there is no free slot
+is handed back at once (``-NAK``: redelivered, to whichever worker asks next). Requests
+expire after ``EXPIRES_S`` and are renewed, which bounds how long such credit lives; one the
+server has lost (a restart) is forgotten a little later, and a new one is made.
 
-- a regular command is handed back at once (``-NAK``: redelivered, to any worker);
-- a high command is held: it is the next to start, ahead of every regular one. One held past
-  ``hold_s`` is handed back too, so it never waits out the ack wait without a heartbeat.
-
-Requests expire after ``EXPIRES_S``; one the server has lost (a restart) is forgotten a
-little later, and a new one is made.
+When a slot frees up, the worker asks both queues and starts what it got high first, so a
+high command overtakes every queued regular one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
@@ -35,12 +35,11 @@ from conveyor_worker.support import nak_all
 
 log = logging.getLogger("conveyor.worker")
 
-EXPIRES_S = 2.0
-"""How long the server holds one pull request open."""
-LOST_AFTER_S = EXPIRES_S + 1.0
+EXPIRES_S = 0.5
+"""How long the server holds one pull request open: requests are renewed as they expire,
+so this bounds how long credit a worker no longer wants (its slots filled up) lives."""
+LOST_AFTER_S = EXPIRES_S + 0.25
 """When a request whose end the server never signalled is taken as gone."""
-_REQUEST_ENDED = {"408", "409"}
-"""Status of a pull request that ended: expired, or refused/cancelled by the server."""
 
 
 @dataclass(slots=True)
@@ -51,31 +50,35 @@ class _Request:
 
 @dataclass(eq=False)
 class _Queue:
+    """One work queue's open pull requests, each with a reply subject of its own (so every
+    delivery and every end is counted against the request it belongs to)."""
+
     priority: names.Priority
     inbox: str
     next_subject: str
-    requests: deque[_Request] = field(default_factory=deque)
-    ready: deque[tuple[Msg, float]] = field(default_factory=deque)
+    requests: dict[str, _Request] = field(default_factory=dict)
+    ready: deque[Msg] = field(default_factory=deque)
     sub: Subscription | None = None
+    ids: Iterator[int] = field(default_factory=itertools.count)
 
     def credit(self, now: float) -> int:
         """Commands the server may still deliver to us on the open requests."""
-        while self.requests and self.requests[0].lost_at < now:
-            self.requests.popleft()
-        return sum(r.left for r in self.requests)
+        for reply in [r for r, req in self.requests.items() if req.lost_at < now]:
+            del self.requests[reply]
+        return sum(r.left for r in self.requests.values())
 
-    def delivered(self) -> None:
-        if self.requests:
-            self.requests[0].left -= 1
-            if self.requests[0].left <= 0:
-                self.requests.popleft()
+    def delivered(self, reply: str) -> None:
+        request = self.requests.get(reply)
+        if request is not None:
+            request.left -= 1
+            if request.left <= 0:
+                del self.requests[reply]
 
 
 class Intake:
-    def __init__(self, nc: Client, concurrency: int, *, hold_s: float) -> None:
+    def __init__(self, nc: Client, concurrency: int) -> None:
         self.nc = nc
         self.concurrency = concurrency
-        self.hold_s = hold_s
         self.wake = asyncio.Event()
         self.closed = False
         self.queues = {
@@ -89,14 +92,14 @@ class Intake:
 
     async def open(self) -> None:
         for q in self.queues.values():
-            q.sub = await self.nc.subscribe(q.inbox, cb=self._receiver(q))
+            q.sub = await self.nc.subscribe(f"{q.inbox}.*", cb=self._receiver(q))
 
     async def close(self) -> None:
-        """Hand back what is held; deliveries still arriving are handed back as they come
+        """Hand back what is in hand; deliveries still arriving are handed back as they come
         until the open requests have ended (at most ``LOST_AFTER_S``)."""
         self.closed = True
         for q in self.queues.values():
-            await nak_all([m for m, _ in q.ready])
+            await nak_all(q.ready)
             q.ready.clear()
         deadline = time.monotonic() + LOST_AFTER_S
         while time.monotonic() < deadline and any(  # noqa: ASYNC110 (no event to wait on)
@@ -112,18 +115,15 @@ class Intake:
         async def receive(msg: Msg) -> None:
             status = msg.headers.get("Status") if msg.headers else None
             if status is not None:
-                if status in _REQUEST_ENDED:
-                    if status == "409":  # refused or cancelled: assume every request is gone
-                        q.requests.clear()
-                    elif q.requests:
-                        q.requests.popleft()
+                if status != "100":  # anything but an idle heartbeat ends the request
+                    q.requests.pop(msg.subject, None)
                     self.wake.set()
-                return  # "100" idle heartbeats carry nothing
-            q.delivered()
+                return
+            q.delivered(msg.subject)
             if self.closed:
                 await nak_all([msg])
                 return
-            q.ready.append((msg, time.monotonic()))
+            q.ready.append(msg)
             self.wake.set()
 
         return receive
@@ -144,27 +144,22 @@ class Intake:
 
     async def _pull(self, q: _Queue, n: int, now: float) -> None:
         body = {"batch": n, "expires": int(EXPIRES_S * 1e9)}
+        reply = f"{q.inbox}.{next(q.ids)}"
         try:
-            await self.nc.publish(q.next_subject, json.dumps(body).encode(), reply=q.inbox)
+            await self.nc.publish(q.next_subject, json.dumps(body).encode(), reply=reply)
         except Exception as e:  # disconnected: the next round asks again
             log.debug("pull request on %s failed: %s", q.priority, e)
             return
-        q.requests.append(_Request(left=n, lost_at=now + LOST_AFTER_S))
+        q.requests[reply] = _Request(left=n, lost_at=now + LOST_AFTER_S)
 
     async def take(self, free: int) -> list[Msg]:
-        """Up to ``free`` deliveries to start now, high first. Regular deliveries beyond them
-        are handed back; high ones are held (for up to ``hold_s``)."""
-        high, regular = self.queues["high"], self.queues["regular"]
+        """Up to ``free`` deliveries to start now, high first; the rest are handed back."""
         out: list[Msg] = []
-        for q in (high, regular):
+        for q in self.queues.values():  # high first
             while q.ready and len(out) < free:
-                out.append(q.ready.popleft()[0])
-        if regular.ready:
-            await nak_all([m for m, _ in regular.ready])
-            regular.ready.clear()
-        stale = time.monotonic() - self.hold_s
-        while high.ready and high.ready[0][1] < stale:
-            await nak_all([high.ready.popleft()[0]])
+                out.append(q.ready.popleft())
+            await nak_all(q.ready)
+            q.ready.clear()
         return out
 
     async def wait(self, timeout: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def nak_all(msgs: Sequence[Msg]) -> None:
+async def nak_all(msgs: Iterable[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):
             await msg.nak()

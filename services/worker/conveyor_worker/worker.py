@@ -69,7 +69,7 @@ class Worker(Watching):
         self.handlers = handlers
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
-        self.intake = Intake(nc, settings.concurrency, hold_s=settings.ack_wait_s / 3)
+        self.intake = Intake(nc, settings.concurrency)
         self._stopping = asyncio.Event()
         self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -157,9 +157,28 @@ class Worker(Watching):
             await intake.close()
 
     def _start(self, msgs: Sequence[Msg]) -> None:
+        if msgs:
+            self._reserved += len(msgs)
+            self._spawn(self._begin_all(msgs), "begin")
+
+    async def _begin_all(self, msgs: Sequence[Msg]) -> None:
+        """Start the attempts of a batch of deliveries, their jobs loaded in one read where
+        they are fresh (most are: only a retry or a restart has more history)."""
+        fresh: dict[str, Loaded] = {}
+        try:
+            ids = []
+            for msg in msgs:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    ids.append(decode_run(msg.data).job_id)
+            fresh = await self.store.load_submitted(ids)
+        except Exception as e:  # each attempt reads its job on its own instead
+            log.debug("batched read of %d jobs failed: %s", len(msgs), e)
+        except BaseException:
+            for _ in msgs:
+                self._release()
+            raise
         for msg in msgs:
-            self._reserved += 1
-            self._spawn(self._attempt(msg), "attempt")
+            self._spawn(self._attempt(msg, fresh), "attempt")
 
     def _release(self) -> None:
         self._reserved -= 1
@@ -167,9 +186,9 @@ class Worker(Watching):
 
     # -- one attempt ---------------------------------------------------------------------
 
-    async def _attempt(self, msg: Msg) -> None:
+    async def _attempt(self, msg: Msg, fresh: dict[str, Loaded]) -> None:
         try:
-            job = await self._begin(msg)
+            job = await self._begin(msg, fresh)
             if job is not None:
                 await self._execute(job)
         except BusError as e:
@@ -181,8 +200,9 @@ class Worker(Watching):
         finally:
             self._release()
 
-    async def _begin(self, msg: Msg) -> RunningJob | None:
-        """Decode the command and record ``job.started``; None when there is nothing to run."""
+    async def _begin(self, msg: Msg, fresh: dict[str, Loaded]) -> RunningJob | None:
+        """Decode the command and record ``job.started``; None when there is nothing to run.
+        ``fresh`` holds jobs already read (taken from it: one attempt per read)."""
         try:
             cmd = decode_run(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -197,7 +217,7 @@ class Worker(Watching):
             await msg.nak()
             return None
         for conflict in range(CONFLICT_RETRIES):
-            loaded = await self.store.load(cmd.job_id)
+            loaded = fresh.pop(cmd.job_id, None) or await self.store.load(cmd.job_id)
             if loaded.state is None:
                 # The command and the job's first event are written together, so an empty
                 # history is either a read that missed it (a lagging replica) or a command
