@@ -44,6 +44,7 @@ class System:
             "NATS_URL": nats_url,
             "DATABASE_URL": database_url,
             "CONVEYOR_ACK_WAIT_S": str(ACK_WAIT_S),
+            "CONVEYOR_CONCURRENCY": "4",  # small, so tests can fill every slot
             "CONVEYOR_LOG_LEVEL": "info",
             "CONVEYOR_RETRY_BASE_S": "0.2",
             "CONVEYOR_RETRY_CAP_S": "1",

@@ -44,41 +44,46 @@ LOST_AFTER_S = EXPIRES_S + 0.25
 
 @dataclass(slots=True)
 class _Request:
+    reply: str
     left: int
     lost_at: float
 
 
 @dataclass(eq=False)
 class _Queue:
-    """One work queue's open pull requests, each with a reply subject of its own (so every
-    delivery and every end is counted against the request it belongs to)."""
+    """One work queue's open pull request. There is at most one at a time: deliveries do
+    not say which request they answer (they carry the stream's subject), so with one open
+    request every delivery is counted against the right one. Its end (a status message) is
+    recognised by the request's own reply subject."""
 
     priority: names.Priority
     inbox: str
     next_subject: str
-    requests: dict[str, _Request] = field(default_factory=dict)
+    open: _Request | None = None
     ready: deque[Msg] = field(default_factory=deque)
     sub: Subscription | None = None
     ids: Iterator[int] = field(default_factory=itertools.count)
 
     def credit(self, now: float) -> int:
-        """Commands the server may still deliver to us on the open requests."""
-        for reply in [r for r, req in self.requests.items() if req.lost_at < now]:
-            del self.requests[reply]
-        return sum(r.left for r in self.requests.values())
+        """Commands the server may still deliver to us on the open request."""
+        if self.open is not None and self.open.lost_at < now:
+            self.open = None
+        return self.open.left if self.open is not None else 0
 
-    def delivered(self, reply: str) -> None:
-        request = self.requests.get(reply)
-        if request is not None:
-            request.left -= 1
-            if request.left <= 0:
-                del self.requests[reply]
+    def delivered(self) -> None:
+        if self.open is not None:
+            self.open.left -= 1
+            if self.open.left <= 0:
+                self.open = None
+
+    def ended(self, reply: str) -> None:
+        if self.open is not None and self.open.reply == reply:
+            self.open = None
 
 
 class Intake:
-    def __init__(self, nc: Client, concurrency: int) -> None:
+    def __init__(self, nc: Client) -> None:
         self.nc = nc
-        self.concurrency = concurrency
         self.wake = asyncio.Event()
         self.closed = False
         self.queues = {
@@ -116,10 +121,10 @@ class Intake:
             status = msg.headers.get("Status") if msg.headers else None
             if status is not None:
                 if status != "100":  # anything but an idle heartbeat ends the request
-                    q.requests.pop(msg.subject, None)
+                    q.ended(msg.subject)
                     self.wake.set()
                 return
-            q.delivered(msg.subject)
+            q.delivered()
             if self.closed:
                 await nak_all([msg])
                 return
@@ -129,18 +134,16 @@ class Intake:
         return receive
 
     async def request(self, free: int) -> None:
-        """Top up the open requests on both queues to the free slots that no delivery in
-        hand will take."""
+        """Ask both queues for as many commands as there are free slots that no delivery in
+        hand will take, unless a request is open there already."""
         if self.closed or not self.nc.is_connected:
             return
         now = time.monotonic()
         high, regular = self.queues["high"], self.queues["regular"]
         wanted = free - len(high.ready) - len(regular.ready)
         for q in (high, regular):
-            missing = wanted - q.credit(now)
-            # top up in steps, not one request per freed slot
-            if missing > 0 and (not q.requests or missing >= max(1, self.concurrency // 4)):
-                await self._pull(q, missing, now)
+            if wanted > 0 and q.credit(now) == 0:
+                await self._pull(q, wanted, now)
 
     async def _pull(self, q: _Queue, n: int, now: float) -> None:
         body = {"batch": n, "expires": int(EXPIRES_S * 1e9)}
@@ -150,7 +153,7 @@ class Intake:
         except Exception as e:  # disconnected: the next round asks again
             log.debug("pull request on %s failed: %s", q.priority, e)
             return
-        q.requests[reply] = _Request(left=n, lost_at=now + LOST_AFTER_S)
+        q.open = _Request(reply=reply, left=n, lost_at=now + LOST_AFTER_S)
 
     async def take(self, free: int) -> list[Msg]:
         """Up to ``free`` deliveries to start now, high first; the rest are handed back."""

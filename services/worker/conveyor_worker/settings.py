@@ -16,7 +16,10 @@ class Settings(BusSettings):
     """The worker's settings: ``CONVEYOR_*`` environment variables, plus ``NATS_URL``."""
 
     worker_id: str = Field(default_factory=_default_worker_id)
-    concurrency: int = Field(4, ge=1, le=10_000)
+    concurrency: int = Field(64, ge=1, le=10_000)
+    """Attempts one worker runs at once. Handlers are coroutines on one event loop, so this
+    is how many may be waiting on I/O together (like Taskiq's max_async_tasks), not a number
+    of processes or threads; CPU-bound work wants fewer (see docs/reference/configuration.md)."""
     heartbeat_s: float = Field(5.0, gt=0)
     """How often the worker publishes its presence (GET /workers)."""
     shutdown_grace_s: float = Field(20.0, ge=0)

@@ -69,7 +69,7 @@ class Worker(Watching):
         self.handlers = handlers
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
-        self.intake = Intake(nc, settings.concurrency)
+        self.intake = Intake(nc)
         self._stopping = asyncio.Event()
         self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
