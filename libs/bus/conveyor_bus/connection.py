@@ -10,6 +10,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from conveyor_bus import natsheaders
 from conveyor_bus.errors import BusUnavailable
 
 log = logging.getLogger("conveyor.bus")
@@ -42,6 +43,7 @@ async def connect(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
+    natsheaders.install()
     nc = await nats.connect(
         url,
         name=name,

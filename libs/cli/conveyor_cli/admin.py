@@ -15,7 +15,6 @@ from conveyor_bus.settings import BusSettings
 from conveyor_cli.verify import Report, compare, verify
 from conveyor_db import create_pool, migrate, reset
 from conveyor_db.settings import DatabaseSettings
-from conveyor_projector import natsheaders
 from conveyor_projector.projector import Projector
 
 __all__ = ["Report", "Settings", "compare", "replay", "run", "verify"]
@@ -64,7 +63,6 @@ async def _main(command: str, settings: Settings, wait_s: float | None = None) -
 
 async def replay(nc: Client, pool: asyncpg.Pool, *, quiet: bool = False) -> int:
     """Empty the read model and rebuild it from the whole log."""
-    natsheaders.install()
     until = await last_event_sequence(DirectGetter(nc))
     async with pool.acquire() as conn:
         await reset(conn)

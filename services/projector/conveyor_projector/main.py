@@ -10,7 +10,6 @@ import asyncpg
 
 from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
 from conveyor_db import create_pool, migrate
-from conveyor_projector import natsheaders
 from conveyor_projector.metrics import ProjectorMetrics
 from conveyor_projector.projector import Projector
 from conveyor_projector.settings import Settings
@@ -38,7 +37,6 @@ async def migrate_when_ready(url: str, timeout_s: float = 60.0) -> None:
 
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
-    natsheaders.install()
     nc = await bootstrap(settings, "conveyor-projector")
     await migrate_when_ready(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)

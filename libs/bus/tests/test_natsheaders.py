@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conveyor_projector.natsheaders import original, parse_header_lines
+from conveyor_bus.natsheaders import original, parse_header_lines
 
 pytestmark = pytest.mark.unit
 

@@ -4,6 +4,7 @@ nats-py parses every message's headers in Python and checks each header name for
 one character at a time (``any(c.isspace() for c in key)``). A stored event read back carries
 about nine headers (the stream's ``Nats-Stream``, ``Nats-Subject``, ``Nats-Sequence``, … and
 the atomic batch's own), so that check alone was half the projector's CPU during a replay.
+Every service's connection (:func:`conveyor_bus.connect`) installs it.
 :func:`parse_header_lines` does the same with one ``str.split()`` per name (``split`` breaks
 on exactly the characters ``isspace`` accepts); :func:`install` puts it in place of nats-py's.
 """
