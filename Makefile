@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test check lint typecheck format venv clean unit integration e2e browser soak
+.PHONY: up test check lint typecheck format venv clean unit integration e2e browser soak bench
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv \
@@ -43,6 +43,12 @@ soak: venv
 	    --timeout 1800 $(PYTEST_ARGS) || exit 1; \
 	done
 
+# The benchmark (issue 4): Conveyor and its peers (Celery, Dramatiq, Taskiq, installed into
+# bench/work/peers-venv with Debian's redis-server) measured in one run; results go to
+# bench/results/<date>.json and the README's table. See docs/performance.md.
+bench: venv
+	PYTHONPATH=bench $(BIN)/python -m conveyor_bench $(BENCH_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,7 +58,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 typecheck: venv
-	$(BIN)/mypy libs services tests
+	$(BIN)/mypy libs services tests bench/conveyor_bench
 
 check: lint typecheck test
 
