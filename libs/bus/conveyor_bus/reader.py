@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections import deque
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from conveyor_bus.connection import require_connected
@@ -27,6 +29,7 @@ from conveyor_events import names
 log = logging.getLogger("conveyor.bus")
 
 IDLE_CHECK_S = 2.0
+_V1_ACK_TOKENS = 9
 
 
 async def last_sequence(nc: Client) -> int:
@@ -40,6 +43,12 @@ async def last_sequence(nc: Client) -> int:
 
 
 class LogReader:
+    """Pull requests are sent by hand and the deliveries taken in a subscription callback
+    (nats-py's ``fetch`` spends a task, a timer and a uuid on every message and parses each
+    delivery's metadata into dataclasses). One pull request is open at a time; the next is
+    sent as soon as one ends, before the caller works on what it got, so the next messages
+    arrive meanwhile and gather into the next batch."""
+
     def __init__(self, nc: Client, subject: str, start_seq: int) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -47,7 +56,17 @@ class LogReader:
         self.next_seq = max(1, start_seq)
         """The first stream sequence not yet returned."""
         self._sub: Any = None
+        self._consumer = ""
+        self._generation = 0
         self._consumer_seq = 0
+        """The consumer sequence of the last delivery taken."""
+        self._delivered: deque[StoredMsg] = deque()
+        self._arrived = asyncio.Event()
+        self._broken: str | None = None
+        """Why the consumer must be reopened (a gap in the deliveries, an error status)."""
+        self._credit = 0
+        """Deliveries the open pull request may still bring (0: none open)."""
+        self._request_ends = 0.0
         self._checked_at = 0.0
         self._reconnects = 0
         """The client's reconnect count when the consumer was created."""
@@ -63,10 +82,58 @@ class LogReader:
             num_replicas=1,
         )
         self._reconnects = self._nc.stats["reconnects"]
-        self._sub = await self._js.pull_subscribe(
-            self._subject, durable=None, stream=names.STREAM, config=config
-        )
+        info = await self._js.add_consumer(names.STREAM, config)
+        self._consumer = info.name
+        self._generation += 1
+        generation = self._generation
+
+        async def on_msg(msg: Msg) -> None:
+            if generation == self._generation:
+                self._take(msg)
+
         self._consumer_seq = 0
+        self._delivered.clear()
+        self._broken = None
+        self._credit = 0
+        self._sub = await self._nc.subscribe(self._nc.new_inbox(), cb=on_msg)
+
+    def _take(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is not None:
+            if status in ("408", "409", "404"):  # the pull request ended (expired, ...)
+                self._credit = 0
+            elif status != "100":  # 503 no responders (the consumer is gone), ...
+                self._broken = f"pull request answered {status} {headers.get('Description', '')}"
+            self._arrived.set()
+            return
+        if self._broken is not None:
+            return
+        tokens = msg.reply.split(".")  # $JS.ACK.[domain.hash.]stream.consumer.n.sseq.cseq...
+        at = 5 if len(tokens) == _V1_ACK_TOKENS else 7
+        consumer_seq = int(tokens[at + 1])
+        if consumer_seq != self._consumer_seq + 1:
+            self._broken = "gap"
+            self._arrived.set()
+            return
+        self._consumer_seq = consumer_seq
+        self._credit -= 1
+        self._delivered.append(StoredMsg(seq=int(tokens[at]), subject=msg.subject, data=msg.data))
+        self._arrived.set()
+
+    async def _request(self, batch: int, timeout: float) -> None:
+        """Send a pull request unless one is still open."""
+        loop = asyncio.get_running_loop()
+        if self._credit > 0 and loop.time() < self._request_ends:
+            return
+        self._credit = batch
+        self._request_ends = loop.time() + timeout
+        request = {"batch": batch, "expires": int(timeout * 1e9)}
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{names.STREAM}.{self._consumer}",
+            json.dumps(request).encode(),
+            reply=self._sub.subject,
+        )
 
     async def _check_idle_gap(self) -> None:
         """A delivery lost at the end of the log shows no gap until the next one arrives;
@@ -78,7 +145,7 @@ class LogReader:
             return  # fetch reopens the consumer after the reconnect
         self._checked_at = loop.time()
         try:
-            info = await self._sub.consumer_info()
+            info = await self._js.consumer_info(names.STREAM, self._consumer)
         except Exception as e:
             log.warning("log reader on %s: %s; reopening at %d", self._subject, e, self.next_seq)
             await self.close()
@@ -89,13 +156,16 @@ class LogReader:
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None
+        self._generation += 1
+        self._delivered.clear()
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
     async def fetch(self, max_msgs: int = 1000, timeout: float = 1.0) -> list[StoredMsg]:
-        """The next messages in order (possibly none after ``timeout``). Raises
-        BusUnavailable while NATS is away."""
+        """The next messages in order (possibly none after ``timeout``): what has arrived,
+        else the first to arrive within ``timeout``. Raises BusUnavailable while NATS is
+        away."""
         try:
             require_connected(self._nc)
             if self._sub is not None and self._nc.stats["reconnects"] != self._reconnects:
@@ -103,26 +173,31 @@ class LogReader:
                 await self.close()
             if self._sub is None:
                 await self._open()
-            msgs = await self._sub.fetch(max_msgs, timeout=timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            await self._check_idle_gap()
-            return []
+            if not self._delivered and self._broken is None:
+                self._arrived.clear()
+                await self._request(max_msgs, timeout)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
         except BusUnavailable:
             raise
         except Exception as e:
             log.warning("log reader on %s: %s; reopening at %d", self._subject, e, self.next_seq)
             await self.close()
             raise BusUnavailable(str(e)) from e
-        out: list[StoredMsg] = []
-        for m in msgs:
-            md = m.metadata
-            if md.sequence.consumer != self._consumer_seq + 1:
-                log.warning("gap in %s at %d; reopening", self._subject, self.next_seq)
-                await self.close()
-                break
-            self._consumer_seq = md.sequence.consumer
-            self.next_seq = md.sequence.stream + 1
-            out.append(StoredMsg(seq=md.sequence.stream, subject=m.subject, data=m.data))
+        delivered = self._delivered
+        out = [delivered.popleft() for _ in range(min(max_msgs, len(delivered)))]
+        if out:
+            self.next_seq = out[-1].seq + 1
+        if self._broken is not None and not delivered:
+            log.warning(
+                "log reader on %s: %s; reopening at %d", self._subject, self._broken, self.next_seq
+            )
+            await self.close()
+        elif not out:
+            await self._check_idle_gap()
+        elif self._credit <= 0:
+            with contextlib.suppress(Exception):  # else sent by the next fetch
+                await self._request(max_msgs, timeout)
         return out
 
 
