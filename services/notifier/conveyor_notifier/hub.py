@@ -38,6 +38,17 @@ class Overflow(Exception):
     """The client fell too far behind."""
 
 
+def check(msg: StoredMsg) -> Poison | None:
+    """Why the message is not an event a client may see, or None when it is: what
+    :func:`frame` decides, without the frame (while no client is connected). Never raises."""
+    try:
+        read = read_event(msg.subject, msg.data)
+    except Exception as e:
+        log.exception("cannot read the message at seq %d", msg.seq)
+        return poison("undecodable", f"cannot frame: {e!r}")
+    return read if isinstance(read, Poison) else None
+
+
 def frame(msg: StoredMsg) -> bytes | Poison:
     """The public event frame ``{seq, type, job_id, at, actor, data}``, or why the message is
     not an event a client may see (it is then not sent). Never raises."""
@@ -226,23 +237,32 @@ class Hub:
             except BusError:
                 await asyncio.sleep(0.5)
                 continue
+            if msgs and not self.clients:  # nobody to frame for: only count the poison
+                self.position = msgs[-1].seq
+                for m in msgs:
+                    if (bad := check(m)) is not None:
+                        self._poisoned(m, bad)
+                continue
             frames: list[tuple[int, str, bytes]] = []
             for m in msgs:
                 data = frame(m)
                 self.position = m.seq
                 if isinstance(data, Poison):
-                    log.warning(
-                        "skipping poison event at seq %d on %s (%s): %s",
-                        m.seq,
-                        m.subject,
-                        data.kind,
-                        data.reason,
-                    )
-                    self.on_poison(data)
+                    self._poisoned(m, data)
                     continue
                 frames.append((m.seq, names.job_id_of(m.subject), wire(data)))
             if frames:
                 await self._write(Tick.of(frames))
+
+    def _poisoned(self, msg: StoredMsg, why: Poison) -> None:
+        log.warning(
+            "skipping poison event at seq %d on %s (%s): %s",
+            msg.seq,
+            msg.subject,
+            why.kind,
+            why.reason,
+        )
+        self.on_poison(why)
 
     async def _write(self, tick: Tick) -> None:
         """Hand a tick to every client, then pause in proportion to how long that took, so

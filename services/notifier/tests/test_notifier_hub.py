@@ -13,7 +13,7 @@ from conveyor_bus import StoredMsg
 from conveyor_events import JobStarted, JobSubmitted, decode_event, encode_event
 from conveyor_events.events import StartedData, SubmittedData
 from conveyor_events.poison import Poison
-from conveyor_notifier.hub import Client_, Overflow, frame
+from conveyor_notifier.hub import Client_, Overflow, check, frame
 
 pytestmark = pytest.mark.unit
 
@@ -103,6 +103,13 @@ def test_frame_of_garbage_is_poison_and_never_raises(data: bytes) -> None:
 
     assert isinstance(out, Poison)
     assert out.reason
+    assert check(stored(3, data)) == out  # what is counted while no client is connected
+
+
+@pytest.mark.parametrize("data", [SUBMITTED, STARTED, PRETTY])
+def test_check_passes_what_frame_frames(data: bytes) -> None:
+    assert not isinstance(frame(stored(3, data)), Poison)
+    assert check(stored(3, data)) is None
 
 
 def test_a_seq_field_inside_an_event_never_replaces_the_logs() -> None:
