@@ -240,15 +240,25 @@ async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[
     job a state with ``deleted=True`` (from its tombstone), so that whatever follows its
     ``job.deleted`` in a later batch is refused as it would be within one batch. Jobs the
     read model has never seen are absent."""
-    ids = list(job_ids)
-    rows = await conn.fetch(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = ANY($1::text[])", ids)
-    states = {r["id"]: from_row(r) for r in rows}
-    tombstones = await conn.fetch(
-        "SELECT id, deleted_at FROM deleted_jobs WHERE id = ANY($1::text[])", ids
-    )
-    for t in tombstones:
-        states.setdefault(t["id"], deleted_state(t["id"], t["deleted_at"]))
+    states: dict[str, JobState] = {}
+    for r in await conn.fetch(_LOAD_STATES, list(job_ids)):
+        values = dict(r)
+        job_id, deleted_at = values.pop("id_"), values.pop("deleted_at_")
+        if values["id"] is not None:
+            states[job_id] = from_row(values)
+        else:
+            states[job_id] = deleted_state(job_id, deleted_at)
     return states
+
+
+_LOAD_STATES = (
+    "SELECT ids.id AS id_, deleted_jobs.deleted_at AS deleted_at_, "
+    + ", ".join(f"jobs.{c}" for c in COLUMNS)
+    + " FROM unnest($1::text[]) AS ids(id)"
+    " LEFT JOIN jobs ON jobs.id = ids.id LEFT JOIN deleted_jobs ON deleted_jobs.id = ids.id"
+    " WHERE jobs.id IS NOT NULL OR deleted_jobs.id IS NOT NULL"
+)
+"""Rows and tombstones of the jobs in one statement (a job has one or the other)."""
 
 
 def deleted_state(job_id: str, deleted_at: datetime) -> JobState:
@@ -267,16 +277,20 @@ def deleted_state(job_id: str, deleted_at: datetime) -> JobState:
     )
 
 
+_LOCK_CHECKPOINT = "SELECT last_seq FROM projector_checkpoint WHERE name = $1 FOR UPDATE"
+
+
 async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> int:
-    """The checkpoint, row-locked until the transaction ends (one projector writes at a time)."""
-    await conn.execute(
-        "INSERT INTO projector_checkpoint (name, last_seq) VALUES ($1, 0)"
-        " ON CONFLICT (name) DO NOTHING",
-        name,
-    )
-    seq = await conn.fetchval(
-        "SELECT last_seq FROM projector_checkpoint WHERE name = $1 FOR UPDATE", name
-    )
+    """The checkpoint, row-locked until the transaction ends (one projector writes at a time).
+    One round trip once the row exists (every batch but the first)."""
+    seq = await conn.fetchval(_LOCK_CHECKPOINT, name)
+    if seq is None:
+        await conn.execute(
+            "INSERT INTO projector_checkpoint (name, last_seq) VALUES ($1, 0)"
+            " ON CONFLICT (name) DO NOTHING",
+            name,
+        )
+        seq = await conn.fetchval(_LOCK_CHECKPOINT, name)
     return int(seq)
 
 
