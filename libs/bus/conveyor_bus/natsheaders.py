@@ -28,9 +28,8 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
         key = name.strip(_BYTES_WHITESPACE)
         if not key.isascii():
             continue  # nats-py skips names that are not ASCII
-        words = key.split()
-        if len(words) > 1 or (words and words[0] != key):
-            continue  # whitespace inside the name: not a header
+        if key and key.split() != [key]:
+            continue  # whitespace in the name (``isspace``'s, e.g. "\x1c"): not a header
         out[key] = value.strip(_BYTES_WHITESPACE)
     return out
 
