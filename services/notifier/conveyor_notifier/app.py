@@ -43,6 +43,10 @@ log = logging.getLogger("conveyor.notifier")
 _JOB_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+SLOW_CLIENT_CLOSE_S = 5.0
+"""How long a client disconnected for being slow has to read what is queued for it, the 1013
+close frame last, before the connection is cut: a client that resumes reading learns why it
+was closed and from which ``seq`` to reconnect."""
 
 
 class Notifier:
@@ -118,6 +122,7 @@ class Notifier:
         if client.overflowed:
             self.slow_disconnects.inc()
             log.info("disconnecting a slow client (%d frames behind)", client.limit)
+            ws.close_timeout = SLOW_CLIENT_CLOSE_S
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(TRY_AGAIN_LATER, "too slow; reconnect with since=<last seq>")
 
