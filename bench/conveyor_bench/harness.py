@@ -53,7 +53,7 @@ class Scale:
             scaleout_jobs=4,
             scaleout_sleep_s=0.2,
             scaleout_concurrency=2,
-            scaleout_workers=(1, 2),
+            scaleout_workers=(2,),
             replay_events=3_000,
             query_jobs=3_000,
             fanout_clients=20,
