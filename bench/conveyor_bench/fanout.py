@@ -29,7 +29,7 @@ from typing import IO, Any
 import httpx
 import nats
 
-from conveyor_bench.harness import Cluster, Scale, Services, rss_mb
+from conveyor_bench.harness import Cluster, Scale, Services, cpu_s, rss_mb
 from conveyor_bench.stats import latencies, latency_runs, percentile, spread
 from conveyor_bus import EventStore
 from conveyor_events import SubmitJob
@@ -141,18 +141,6 @@ def _order(proc: subprocess.Popen[str], **order: Any) -> None:
     stdin.flush()
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
 def _wait_healthy(port: int, services: Services) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -221,17 +209,17 @@ def one_run(cluster: Cluster, scale: Scale, run: int) -> dict[str, Any]:
             _line(probing, "probes")
             _line(sinking, "sinks")
             connect_s = time.monotonic() - connecting
-            clients_before = _cpu_s(probing.pid) + _cpu_s(sinking.pid)
-            cpu_before, began = _cpu_s(pid), time.monotonic()
+            clients_before = cpu_s(probing.pid) + cpu_s(sinking.pid)
+            cpu_before, began = cpu_s(pid), time.monotonic()
             published = asyncio.run(
                 _publish(cluster.nats.url, scale.fanout_events_per_s, scale.fanout_seconds, run)
             )
             seqs = published["seqs"]
             _order(probing, last_seq=seqs[-1], bytes=0, timeout=30)
             probed = _line(probing, "probes")
-            cpu_s, wall_s = _cpu_s(pid) - cpu_before, time.monotonic() - began
-            clients_cpu_s = _cpu_s(probing.pid) + _cpu_s(sinking.pid) - clients_before
-            rss, peak = rss_mb(pid), _peak_rss_mb(pid)
+            notifier_cpu_s, wall_s = cpu_s(pid) - cpu_before, time.monotonic() - began
+            clients_cpu_s = cpu_s(probing.pid) + cpu_s(sinking.pid) - clients_before
+            rss, peak = rss_mb(pid), rss_mb(pid, "VmHWM")
             complete = [p["bytes"] for p in probed["probes"] if p["seqs"] == seqs]
             expected_bytes = max(complete, default=-1)
             _order(sinking, last_seq=0, bytes=expected_bytes, timeout=30)
@@ -261,7 +249,7 @@ def one_run(cluster: Cluster, scale: Scale, run: int) -> dict[str, Any]:
         "notifier_rss_mb": rss,
         "notifier_idle_rss_mb": idle_rss,
         "notifier_peak_rss_mb": peak,
-        "notifier_cpu_percent": round(100 * cpu_s / wall_s, 1),
+        "notifier_cpu_percent": round(100 * notifier_cpu_s / wall_s, 1),
         "clients_cpu_percent": round(100 * clients_cpu_s / wall_s, 1),
         "drain_s": probed["waited_s"],
     }

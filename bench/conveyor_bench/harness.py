@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,9 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from conveyor_cli.embedded import NatsServer, PostgresServer, children, free_port
+from conveyor_cli.up import stop_all, wait_ready
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = BENCH_DIR / "work"
@@ -171,33 +169,10 @@ class Services:
         self.stop()
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs, 20)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
-            try:
-                ready = httpx.get(f"{self.api_url}/readyz", timeout=1).status_code == 200
-                health = f"http://127.0.0.1:{self.notifier_port}/healthz"
-                ready = ready and httpx.get(health, timeout=1).status_code == 200
-                workers = httpx.get(f"{self.api_url}/api/v1/workers", timeout=1).json()["items"]
-                if ready and len(workers) >= self.workers:
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("the services did not become ready")
+        wait_ready(self.procs, self.api_url, self.notifier_port, self.workers, self.log, timeout)
 
     def log(self, name: str) -> str:
         path = self.cluster.root / f"{name}.log"
@@ -226,11 +201,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process in MiB (``VmHWM``: its peak so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 
 from conveyor_cli.embedded import free_port
+from conveyor_cli.up import stop_all, wait_ready
 
 ACK_WAIT_S = 3.0
 
@@ -141,39 +141,10 @@ class System:
         tb: TracebackType | None,
     ) -> None:
         self.http.close()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs, 15)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
-            try:
-                api = httpx.get(f"{self.api_url}/readyz", timeout=1)
-                notifier = httpx.get(f"http://127.0.0.1:{self.notifier_port}/healthz", timeout=1)
-                workers = httpx.get(f"{self.api_url}/api/v1/workers", timeout=1)
-                if (
-                    api.status_code == 200
-                    and notifier.status_code == 200
-                    and len(workers.json()["items"]) >= self.n_workers
-                ):
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(
-            "the system did not become ready:\n"
-            + "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs)
-        )
+        wait_ready(self.procs, self.api_url, self.notifier_port, self.n_workers, self.log, timeout)
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

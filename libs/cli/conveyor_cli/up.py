@@ -12,8 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from conveyor_cli.embedded import NatsServer, PostgresServer
 
@@ -121,3 +124,50 @@ def up(
         if nats is not None:
             nats.stop()
         print("stopped.", flush=True)
+
+
+def wait_ready(
+    procs: Mapping[str, subprocess.Popen[bytes]],
+    api_url: str,
+    notifier_port: int,
+    workers: int,
+    log: Callable[[str], str],
+    timeout: float,
+) -> None:
+    """Until the api is ready, the notifier healthy and ``workers`` workers have announced
+    themselves; raises with the log of any service that exited meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log(name)}")
+        try:
+            api = httpx.get(f"{api_url}/readyz", timeout=1)
+            notifier = httpx.get(f"http://127.0.0.1:{notifier_port}/healthz", timeout=1)
+            live = httpx.get(f"{api_url}/api/v1/workers", timeout=1)
+            if (
+                api.status_code == 200
+                and notifier.status_code == 200
+                and len(live.json()["items"]) >= workers
+            ):
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(
+        "the services did not become ready:\n"
+        + "\n".join(f"--- {name}\n{log(name)[-2000:]}" for name in procs)
+    )
+
+
+def stop_all(procs: Mapping[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM to every process still running, then wait; kill what outlives ``timeout``."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
