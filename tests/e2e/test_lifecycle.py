@@ -190,9 +190,9 @@ def test_delete_rules(system: System) -> None:
 
 
 def test_high_overtakes_queued_regular_jobs(system: System) -> None:
-    blockers = [
-        system.submit("sleep", payload={"seconds": 1.5, "steps": 1}) for _ in range(8)
-    ]  # 2 workers x 4 slots: all busy
+    # 2 workers x 4 slots: all busy, long enough that a blocker starting late (a slot still
+    # held by an earlier test's stopping job) leaves the others running while we queue
+    blockers = [system.submit("sleep", payload={"seconds": 4, "steps": 1}) for _ in range(8)]
     for b in blockers:
         system.wait_for(b["id"], "running")
     regular = [system.submit("noop") for _ in range(10)]
