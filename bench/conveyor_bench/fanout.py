@@ -31,8 +31,8 @@ import nats
 
 from conveyor_bench.harness import Cluster, Scale, Services, cpu_s, rss_mb
 from conveyor_bench.stats import latencies, latency_runs, percentile, spread
-from conveyor_bus import EventStore
-from conveyor_events import SubmitJob
+from conveyor_bus import JetStreamEventStore
+from conveyor_events import CommandHandler, SubmitJob
 
 TICK_S = 0.01
 """One atomic batch of events every 10 ms."""
@@ -48,7 +48,7 @@ def _probes(clients: int) -> int:
 async def _publish(nats_url: str, events_per_s: int, seconds: float, run: int) -> dict[str, Any]:
     """Submit ``events_per_s`` jobs a second for ``seconds``: the seqs of their events."""
     nc = await nats.connect(nats_url, name="bench-fanout")
-    store = EventStore(nc)
+    store = CommandHandler(JetStreamEventStore(nc))
     per_tick = max(1, round(events_per_s * TICK_S))
     ticks = round(seconds / TICK_S)
     seqs: list[int] = []

@@ -25,7 +25,7 @@ import asyncpg
 from conveyor_api.ids import new_job_id
 from conveyor_bench.harness import Cluster, Scale, conveyor
 from conveyor_bench.stats import spread
-from conveyor_bus import EventStore, Write, connect
+from conveyor_bus import JetStreamEventStore, connect
 from conveyor_bus.store import MAX_BATCH_MESSAGES
 from conveyor_events import (
     AnyEvent,
@@ -35,8 +35,8 @@ from conveyor_events import (
     JobProgressed,
     JobStarted,
     JobSubmitted,
-    RunJob,
     Status,
+    Write,
 )
 from conveyor_events.events import (
     CompletedData,
@@ -45,6 +45,7 @@ from conveyor_events.events import (
     StartedData,
     SubmittedData,
 )
+from conveyor_events.names import Priority
 
 WAVE = 400
 """Jobs per wave: their submits, then their starts, progress and outcomes."""
@@ -98,7 +99,6 @@ class Wave:
                     job_id,
                     [JobSubmitted(job_id=job_id, at=self._at(), actor="user:bench", data=data)],
                     expected_seq=0,
-                    run=RunJob(job_id=job_id, run=1),
                     priority=data.priority,
                 )
             )
@@ -118,9 +118,8 @@ class Wave:
             if roll < 0.10:
                 error = ErrorInfo(type="RuntimeError", message="boom")
                 retry = roll < 0.07
-                outcomes.append(
-                    self._event(JobFailed, job_id, FailedData(attempt=1, error=error, retry=retry))
-                )
+                failed = FailedData(attempt=1, error=error, retry=retry)
+                outcomes.append(self._event(JobFailed, job_id, failed, data.priority))
                 if retry:
                     again = StartedData(attempt=2, worker_id="b", run=2)
                     retries.append(self._event(JobStarted, job_id, again))
@@ -133,9 +132,11 @@ class Wave:
                 self.final[job_id] = "completed"
         return [submits, starts, progress, outcomes, retries]
 
-    def _event(self, kind: type[AnyEvent], job_id: str, data: Any) -> Write:
+    def _event(
+        self, kind: type[AnyEvent], job_id: str, data: Any, priority: Priority = "regular"
+    ) -> Write:
         event = kind(job_id=job_id, at=self._at(), actor=WORKER, data=data)
-        return Write(job_id, [event], expected_seq=None)
+        return Write(job_id, [event], expected_seq=None, priority=priority)
 
 
 def _chunks(writes: list[Write]) -> list[list[Write]]:
@@ -143,7 +144,7 @@ def _chunks(writes: list[Write]) -> list[list[Write]]:
     out: list[list[Write]] = [[]]
     size = 0
     for w in writes:
-        n = len(w.events) + (w.run is not None)
+        n = len(w.events)
         if size + n > MAX_BATCH_MESSAGES:
             out.append([])
             size = 0
@@ -155,7 +156,7 @@ def _chunks(writes: list[Write]) -> list[list[Write]]:
 async def write_log(nats_url: str, events: int, seed: int = 7) -> Log:
     """Append waves of valid histories until the log holds at least ``events`` events."""
     nc = await connect(nats_url, "bench-replay")
-    store = EventStore(nc, publish_timeout=60)
+    store = JetStreamEventStore(nc, publish_timeout=60)
     rng = random.Random(seed)
     log = Log()
     start = datetime.now(UTC) - timedelta(days=1)

@@ -19,9 +19,9 @@ import pytest
 import websockets
 from nats.aio.client import Client
 
-from conveyor_bus import EventStore
+from conveyor_bus import JetStreamEventStore
 from conveyor_cli.embedded import free_port
-from conveyor_events import SubmitJob
+from conveyor_events import CommandHandler, SubmitJob
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +104,7 @@ async def test_a_stalled_client_is_closed_with_1013_and_others_get_everything(
             seqs.append(json.loads(await reader.recv())["seq"])
 
     reading = asyncio.create_task(read())
-    store = EventStore(nc)
+    store = CommandHandler(JetStreamEventStore(nc))
     now = datetime.now(UTC)
     for batch in range(EVENTS // 100):
         await store.submit(

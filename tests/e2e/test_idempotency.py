@@ -22,7 +22,7 @@ from nats.aio.client import Client
 
 from conveyor_api.schemas import JobIn
 from conveyor_api.service import JobService
-from conveyor_bus import BusError, DirectGetter, EventStore, connect
+from conveyor_bus import BusError, DirectGetter, JetStreamEventStore, connect
 from conveyor_bus.topology import api_request, event_log_config
 from conveyor_events import decode_event, names
 from support.invariants import verify
@@ -82,14 +82,14 @@ async def post_all(
         return await asyncio.gather(*calls)
 
 
-async def log_counts(nc: Client, key: str) -> tuple[int, int, int]:
-    """(job.submitted events, run commands, records of ``key``) in the whole log."""
+async def log_counts(nc: Client, key: str) -> tuple[int, int]:
+    """(job.submitted events, records of ``key``) in the whole log (a submission is its own
+    run command: nothing else is written)."""
     getter = DirectGetter(nc)
     events = await getter.all_by_subject(names.STREAM, names.EVENTS_ALL)
     submitted = sum(decode_event(m.data).name == "job.submitted" for m in events)
-    runs = len(await getter.all_by_subject(names.STREAM, f"{names.RUN_PREFIX}.*"))
     records = len(await getter.all_by_subject(names.STREAM, names.idempotency_subject(key)))
-    return submitted, runs, records
+    return submitted, records
 
 
 async def forgotten_by_jetstream(nc: Client, timeout: float = 10) -> None:
@@ -97,7 +97,7 @@ async def forgotten_by_jetstream(nc: Client, timeout: float = 10) -> None:
     own deduplication has forgotten everything older (the control that the window passed)."""
     js = nc.jetstream()
     probe = {"Nats-Msg-Id": f"probe-{uuid.uuid4()}"}
-    subject = f"{names.IDEMPOTENCY_PREFIX}.window-probe"
+    subject = f"{names.KEY_PREFIX}.window-probe"
     first = await js.publish(subject, b"probe", headers=probe)
     again = await js.publish(subject, b"probe", headers=probe)
     assert again.duplicate and again.seq == first.seq  # inside the window: deduplicated
@@ -122,8 +122,8 @@ async def test_a_key_sent_100_times_at_once_creates_one_job(system: System, nc: 
     assert len(ids) == 1, ids
     [job_id] = ids
     assert {r.headers["location"] for r in responses} == {f"/api/v1/jobs/{job_id}"}
-    submitted, runs, records = await log_counts(nc, key)
-    assert (submitted - before[0], runs - before[1], records) == (1, 1, 1)
+    submitted, records = await log_counts(nc, key)
+    assert (submitted - before[0], records) == (1, 1)
     assert [e["type"] for e in system.events(job_id)][:1] == ["job.submitted"]
 
     # After JetStream's duplicate window: still the one job, nothing written.
@@ -131,7 +131,7 @@ async def test_a_key_sent_100_times_at_once_creates_one_job(system: System, nc: 
     late = await post_all(system, [{"type": "noop"}] * CALLS, key)
     assert Counter(r.status_code for r in late) == {200: CALLS}
     assert {r.json()["id"] for r in late} == {job_id}
-    assert await log_counts(nc, key) == (submitted, runs, 1)
+    assert await log_counts(nc, key) == (submitted, 1)
 
 
 async def test_the_count_sees_every_job_without_a_key(system: System, nc: Client) -> None:
@@ -141,21 +141,19 @@ async def test_the_count_sees_every_job_without_a_key(system: System, nc: Client
     responses = await post_all(system, [{"type": "noop"}] * CALLS, None)
 
     assert Counter(r.status_code for r in responses) == {201: CALLS}
-    submitted, runs, _ = await log_counts(nc, "unused")
-    assert (submitted - before[0], runs - before[1]) == (CALLS, CALLS)
+    submitted, _ = await log_counts(nc, "unused")
+    assert submitted - before[0] == CALLS
 
 
-class _UnguardedRecord(EventStore):
+class _UnguardedRecord(JetStreamEventStore):
     """The event store writing the idempotency record without its expected sequence 0."""
 
-    async def _publish_batch(
-        self, messages: list[tuple[str, bytes, dict[str, str]]]
-    ) -> tuple[int, int]:
+    async def _publish(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> tuple[int, int]:
         unguarded = [
-            (subject, data, {} if subject.startswith(names.IDEMPOTENCY_PREFIX) else headers)
-            for subject, data, headers in messages
+            (subject, data, {} if subject.startswith(names.KEY_PREFIX) else headers)
+            for subject, data, headers in batch
         ]
-        return await super()._publish_batch(unguarded)
+        return await super()._publish(unguarded)
 
 
 @pytest.mark.parametrize("guarded", [True, False], ids=["record", "control-unguarded"])
@@ -165,7 +163,7 @@ async def test_the_record_s_expected_sequence_is_what_makes_one_job(
     """The API's submit path in process, 100 times at once with one key: with the record's
     expected last subject sequence 0 there is one job; without it (the control) the requests
     that looked up the key before any record existed each create one."""
-    store = EventStore(nc) if guarded else _UnguardedRecord(nc)
+    store = JetStreamEventStore(nc) if guarded else _UnguardedRecord(nc)
     unused = cast(Any, None)  # submit needs neither the read model nor the queue
     service = JobService(store, unused, unused, unused)
     key = f"in-process-{uuid.uuid4()}"

@@ -23,14 +23,15 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_api.ids import new_job_id
-from conveyor_bus import EventStore
-from conveyor_bus.store import Write
+from conveyor_bus import JetStreamEventStore
 from conveyor_events import (
+    CommandHandler,
     DeleteJob,
     DomainError,
     RestartJob,
     StopJob,
     SubmitJob,
+    Write,
 )
 from conveyor_events.invariants import history_problems
 from support.invariants import read_history, verify
@@ -164,7 +165,7 @@ UNPROTECTED: set[str] = set()
 """Jobs of the control: the projector parks their impossible events, as it should."""
 
 
-class _NoConcurrencyCheck(EventStore):
+class _NoConcurrencyCheck(JetStreamEventStore):
     """The event store with its protection off: appends without an expected sequence."""
 
     async def append(self, writes: Sequence[Write]) -> None:
@@ -178,7 +179,7 @@ async def test_the_race_needs_the_logs_optimistic_concurrency(nc: Client, protec
     """The same restart-vs-delete race, on the event store itself: with the expected last
     subject sequence exactly one wins; without it (the control) several do, and the history
     leaves the transitions table. So the race is real and the check above can fail."""
-    store = EventStore(nc) if protected else _NoConcurrencyCheck(nc)
+    store = CommandHandler(JetStreamEventStore(nc) if protected else _NoConcurrencyCheck(nc))
     now, actor, job_id = datetime.now(UTC), "user:test", new_job_id()
     if not protected:
         UNPROTECTED.add(job_id)
@@ -204,7 +205,9 @@ async def test_the_race_needs_the_logs_optimistic_concurrency(nc: Client, protec
 
     events = await read_history(nc, job_id)
     with contextlib.suppress(DomainError):  # leave it finished for verify at the end
-        await EventStore(nc).execute(StopJob(job_id=job_id, now=now, actor=actor))
+        await CommandHandler(JetStreamEventStore(nc)).execute(
+            StopJob(job_id=job_id, now=now, actor=actor)
+        )
     if protected:
         assert wins == 1 and history_problems(events) == []
     else:

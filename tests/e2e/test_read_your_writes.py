@@ -19,8 +19,9 @@ import nats
 import pytest
 
 from conveyor_cli.embedded import NatsServer
-from conveyor_events import encode_event, names
+from conveyor_events import encode_event
 from conveyor_events import testing as ev
+from support.invariants import raw_subject
 from support.system import System
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +79,7 @@ async def inject(system: System, job_id: str, data: bytes) -> int:
     """A raw message on the job's subject, published with the plain NATS client; its seq."""
     nc = await nats.connect(system.nats_url)
     try:
-        reply = await nc.request(names.event_subject(job_id), data, timeout=5)
+        reply = await nc.request(raw_subject(job_id, data), data, timeout=5)
     finally:
         await nc.close()
     ack = json.loads(reply.data)

@@ -10,15 +10,23 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from conveyor_api.ids import new_job_id
 from conveyor_bus import connect
-from conveyor_events import RunJob, encode_run, names
+from conveyor_events import encode_event, names
 from conveyor_events import testing as ev
-from support.invariants import as_frames, check_invariants, forge, raw_history, verify
+from support.invariants import (
+    as_frames,
+    check_invariants,
+    forge,
+    raw_history,
+    verify,
+    wait_terminal,
+)
 from support.system import System
 
 pytestmark = pytest.mark.e2e
@@ -143,27 +151,39 @@ def test_a_cpu_bound_handler_keeps_its_delivery(faulty: System) -> None:
     check_invariants(system, [job["id"], control["id"]], timeout=30)
 
 
-def test_poison_run_commands_are_terminated_and_counted(faulty: System) -> None:
-    """Garbage and a command for a job that never existed on the work queues: terminated
-    (never delivered again), counted, and the jobs around them unaffected (test 8)."""
+POISONED: list[str] = []
+"""Jobs on whose subjects a test put poison on purpose (the projector parks it)."""
+
+
+def test_poison_on_the_work_queues_is_terminated_and_counted(faulty: System) -> None:
+    """Garbage, a schema-invalid submission and another job's submission, each on the
+    subject of a runnable event (a work queue): terminated (never delivered again), counted,
+    parked by the projector, and the jobs around them unaffected (test 8)."""
     system = faulty
     wait_workers(system, 3)
+    garbage, invalid, wrong = new_job_id(), new_job_id(), new_job_id()
+    POISONED.extend([garbage, invalid, wrong])
 
     async def inject() -> None:
         nc = await connect(system.nats_url, "poison")
         js = nc.jetstream()
         try:
-            await js.publish(names.run_subject("regular"), b"\x00\xffnot a command")
-            await js.publish(names.run_subject("high"), b'{"job_id": 7}')
-            ghost = RunJob(job_id="01JDQ5N3X8W4Y6Z7A9B2C3GH0S", run=1)
-            await js.publish(names.run_subject("regular"), encode_run(ghost))
+            submitted = "job.submitted"
+            await js.publish(
+                names.event_subject(garbage, submitted, "regular"), b"\x00\xffnot an event"
+            )
+            invalid_bytes = b'{"type": "job.submitted", "job_id": 7}'
+            await js.publish(names.event_subject(invalid, submitted, "high"), invalid_bytes)
+            other = encode_event(ev.submitted(job=new_job_id()))
+            await js.publish(names.event_subject(wrong, submitted, "regular"), other)
         finally:
             await nc.close()
 
     before = [system.submit("noop") for _ in range(5)]
     asyncio.run(inject())
     after = [system.submit("sleep", payload={"seconds": 0.1, "steps": 1}) for _ in range(5)]
-    check_invariants(system, [j["id"] for j in before + after])
+    wait_terminal(system, [j["id"] for j in before + after])
+    verify(system, poisoned=POISONED)
 
     def total(reason: str) -> float:
         return sum(
@@ -172,9 +192,12 @@ def test_poison_run_commands_are_terminated_and_counted(faulty: System) -> None:
             if w in system.procs
         )
 
+    def totals() -> tuple[float, float, float]:
+        return total("undecodable"), total("invalid"), total("wrong_subject")
+
     deadline = time.monotonic() + 15
-    while (total("undecodable"), total("unknown_job")) != (2, 1):
-        assert time.monotonic() < deadline, (total("undecodable"), total("unknown_job"))
+    while totals() != (1, 1, 1):
+        assert time.monotonic() < deadline, totals()
         time.sleep(0.2)
 
 
@@ -186,9 +209,11 @@ def test_the_checks_catch_a_zombies_writes_forged_onto_the_log(faulty: System) -
     the verify of any test after it."""
     system = faulty
     job = new_job_id()
+    POISONED.append(job)
+    never = datetime.now(UTC) + timedelta(days=365)  # no worker starts it: the writes are forged
     forge(
         system.nats_url,
-        ev.submitted(job=job),
+        ev.submitted(job=job, run_at=never),
         ev.started(1, job=job),
         ev.started(2, job=job),  # a redelivery: attempt 1's worker froze
         ev.progressed(1, job=job),  # the zombie wakes up
@@ -205,5 +230,6 @@ def test_the_checks_catch_a_zombies_writes_forged_onto_the_log(faulty: System) -
     ]
     with pytest.raises(AssertionError, match=r"for attempt 1 while attempt 2 is current"):
         check_invariants(system, [job])
-    report = verify(system, poisoned=[job])
-    assert report.count(f"on conveyor.events.{job}: impossible_transition") == 2, report
+    report = verify(system, poisoned=POISONED)
+    assert report.count(f"on conveyor.job.{job}.progressed: impossible_transition") == 1, report
+    assert report.count(f"on conveyor.job.{job}.completed: impossible_transition") == 1, report

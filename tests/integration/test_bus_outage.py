@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from conveyor_bus import BusUnavailable, EventStore, connect, ensure_topology
+from conveyor_bus import BusUnavailable, JetStreamEventStore, connect, ensure_topology
 from conveyor_bus.reader import LogReader
 from conveyor_bus.runtime import bootstrap
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
 from conveyor_cli.embedded import NatsServer
-from conveyor_events import SubmitJob, names
+from conveyor_events import CommandHandler, SubmitJob, names
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,9 @@ def submit(n: int) -> SubmitJob:
     )
 
 
+SUBMITTED_1 = names.event_subject(submit(1).job_id, "job.submitted", "regular")
+
+
 async def until(connected: bool, nc: Client, timeout: float = 10) -> None:
     async with asyncio.timeout(timeout):
         while nc.is_connected != connected:  # noqa: ASYNC110 - nats-py has no such event
@@ -71,23 +74,24 @@ async def test_a_request_made_while_away_is_written_after_the_reconnect(
     server.stop(signal.SIGKILL)
     await until(False, client)
     with pytest.raises(Exception):  # noqa: B017 - nats-py's TimeoutError
-        await client.request(names.event_subject(submit(1).job_id), b"{}", timeout=0.5)
+        await client.request(SUBMITTED_1, b"{}", timeout=0.5)
     server.start()
     await until(True, client)
     await asyncio.sleep(0.3)
-    got = await EventStore(client).getter.all_by_subject(names.STREAM, names.EVENTS_ALL)
-    assert [m.subject for m in got] == [names.event_subject(submit(1).job_id)]
+    got = await JetStreamEventStore(client).getter.all_by_subject(names.STREAM, names.EVENTS_ALL)
+    assert [m.subject for m in got] == [SUBMITTED_1]
 
 
 async def test_store_fails_at_once_while_away_and_leaves_nothing_behind(
     server: NatsServer, client: Client
 ) -> None:
-    store = EventStore(client)
+    store = JetStreamEventStore(client)
+    jobs = CommandHandler(store)
     server.stop(signal.SIGKILL)
     await until(False, client)
     started = time.monotonic()
     with pytest.raises(BusUnavailable):
-        await store.submit([submit(2)])
+        await jobs.submit([submit(2)])
     with pytest.raises(BusUnavailable):
         await store.load(submit(2).job_id)
     assert time.monotonic() - started < 0.5
@@ -95,22 +99,23 @@ async def test_store_fails_at_once_while_away_and_leaves_nothing_behind(
     await until(True, client)
     await asyncio.sleep(0.3)
     assert (await store.load(submit(2).job_id)).state is None
-    await store.submit([submit(3)])
+    await jobs.submit([submit(3)])
     assert (await store.load(submit(3).job_id)).state is not None
 
 
 async def test_log_reader_resumes_from_its_position_after_a_restart(
     server: NatsServer, client: Client
 ) -> None:
-    store = EventStore(client)
+    store = JetStreamEventStore(client)
+    jobs = CommandHandler(store)
     reader = LogReader(client, names.EVENTS_ALL, 1)
     seen: list[int] = []
-    await store.submit([submit(n) for n in range(10, 15)])
+    await jobs.submit([submit(n) for n in range(10, 15)])
     while len(seen) < 5:
         seen += [m.seq for m in await reader.fetch(100, timeout=0.5)]
 
     await restart(server, client)  # the reader's ephemeral consumer does not survive this
-    await store.submit([submit(n) for n in range(15, 20)])
+    await jobs.submit([submit(n) for n in range(15, 20)])
     started = time.monotonic()
     async with asyncio.timeout(10):
         while len(seen) < 10:

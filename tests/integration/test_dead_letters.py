@@ -14,7 +14,7 @@ from conveyor_bus import StoredMsg
 from conveyor_bus.reader import LogReader
 from conveyor_cli.verify import verify
 from conveyor_db import ReadModel, reset
-from conveyor_events import AnyEvent, encode_event, names
+from conveyor_events import AnyEvent, encode_event, names, subject_of
 from conveyor_events import testing as ev
 from conveyor_projector.metrics import ProjectorMetrics
 from conveyor_projector.projector import Projector
@@ -30,7 +30,14 @@ F = "01KDEAD000000000000000000F"
 
 
 def event(e: AnyEvent) -> tuple[str, bytes]:
-    return names.event_subject(e.job_id), encode_event(e)
+    return subject_of(e, "regular"), encode_event(e)
+
+
+def on(job_id: str, event_type: str = "job.submitted") -> str:
+    """A subject of ``job_id``'s events (a submission's, unless ``event_type`` says)."""
+    return names.event_subject(
+        job_id, event_type, "regular" if event_type == "job.submitted" else None
+    )
 
 
 NUL_PAYLOAD = encode_event(ev.submitted(job=D)).replace(b'"seconds":1', b'"seconds":"\\u0000"')
@@ -38,17 +45,17 @@ NUL_PAYLOAD = encode_event(ev.submitted(job=D)).replace(b'"seconds":1', b'"secon
 # (subject, data, the dead-letter kind expected or None when it applies)
 LOG: list[tuple[str, bytes, str | None]] = [
     (*event(ev.submitted(job=A)), None),
-    (names.event_subject(B), b"\xff\x00 not json", "undecodable"),
+    (on(B, "job.started"), b"\xff\x00 not json", "undecodable"),
     (*event(ev.started(job=A)), None),
-    (names.event_subject(C), b'{"type": "job.exploded", "job_id": "x"}', "unknown_type"),
-    (names.event_subject(C), b'{"type": "job.submitted", "job_id": 5}', "invalid"),
+    (on(C, "job.exploded"), b'{"type": "job.exploded", "job_id": "x"}', "unknown_type"),
+    (on(C), b'{"type": "job.submitted", "job_id": 5}', "invalid"),
     (*event(ev.completed(job=A)), None),
     (*event(ev.started(2, job=A)), "impossible_transition"),
     (*event(ev.completed(job=B)), "impossible_transition"),
-    (names.event_subject(D), NUL_PAYLOAD, "unstorable"),
+    (on(D), NUL_PAYLOAD, "unstorable"),
     (*event(ev.started(job=D)), "impossible_transition"),  # its submit was parked
     (*event(ev.submitted(3_000_000_000, job=E)), "unstorable"),  # max_attempts > int32
-    (names.event_subject(F), encode_event(ev.submitted(job=A)), "wrong_subject"),
+    (on(F), encode_event(ev.submitted(job=A)), "wrong_subject"),
     (*event(ev.submitted(job=F)), None),
 ]
 
@@ -162,7 +169,7 @@ async def test_verify_fails_when_a_valid_event_is_parked(
     redelivery, applied). Rows and dead letters agree with each other, and a verify that
     trusted the table would fold the same; only verify's own judgement of the log fails it."""
     completion, late_start = log[5], log[6]
-    assert completion.subject == names.event_subject(A) and b"job.completed" in completion.data
+    assert completion.subject == on(A, "job.completed") and b"job.completed" in completion.data
     await project_in_batches(nc, pool, [m for m in log if m is not completion], len(LOG))
     await pool.execute(
         "INSERT INTO dead_letters (seq, subject, job_id, kind, reason, raw, raw_size)"

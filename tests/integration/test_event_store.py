@@ -1,35 +1,29 @@
-"""The event store against a real JetStream: atomic batches, optimistic concurrency,
-idempotency records, histories longer than one read, and failed reads."""
+"""The JetStream event store, beyond the port's contract: what a submission writes (one
+message: the event is the run command), atomic batches, histories longer than one read,
+poison bytes on a job's subjects, failed reads."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
 from nats.aio.client import Client
 
-from conveyor_bus import (
-    BusUnavailable,
-    ConcurrencyConflict,
-    DirectGetter,
-    EventStore,
-    Loaded,
-    Write,
-)
+from conveyor_bus import BusUnavailable, DirectGetter, JetStreamEventStore
 from conveyor_bus.reader import last_sequence
+from conveyor_bus.topology import queue_depth
 from conveyor_events import (
-    JobAlreadyExists,
+    CommandHandler,
+    ConcurrencyConflict,
+    Loaded,
     ReportProgress,
     StartJob,
     StopJob,
     SubmitJob,
-    decide,
-    encode_event,
+    decode_event,
     fold,
     names,
 )
-from conveyor_events.testing import completed
 
 pytestmark = pytest.mark.integration
 
@@ -38,111 +32,78 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def submit(job_id: str) -> SubmitJob:
-    return SubmitJob(job_id=job_id, now=now(), actor="user:test", type="noop")
+def submit(job_id: str, priority: names.Priority = "regular") -> SubmitJob:
+    return SubmitJob(job_id=job_id, now=now(), actor="user:test", type="noop", priority=priority)
 
 
-async def test_submit_writes_the_event_and_the_run_command_together(nc: Client) -> None:
-    store = EventStore(nc)
-    [outcome] = await store.submit([submit("01STORE0000000000000000001")])
-    loaded = await store.load("01STORE0000000000000000001")
-    assert loaded.state == outcome.state and loaded.state.status == "pending"
-    command = await store.last_message(names.run_subject("regular"))
-    assert command is not None and command.seq == outcome.last_seq + 1
-    assert b"01STORE0000000000000000001" in command.data
-
-
-async def test_a_stale_expected_sequence_writes_nothing_of_the_batch(nc: Client) -> None:
-    store = EventStore(nc)
-    await store.submit([submit("01STORE0000000000000000002"), submit("01STORE0000000000000000003")])
-    a = await store.load("01STORE0000000000000000002")
-    b = await store.load("01STORE0000000000000000003")
+async def test_a_submission_is_one_message_in_the_log(nc: Client) -> None:
+    store, job_id = JetStreamEventStore(nc), "01STORE0000000000000000001"
     before = await last_sequence(nc)
-    stop_a = decide(StopJob(job_id="01STORE0000000000000000002", now=now(), actor="u"), a.state)
-    stop_b = decide(StopJob(job_id="01STORE0000000000000000003", now=now(), actor="u"), b.state)
-    with pytest.raises(ConcurrencyConflict):
-        await store.append(
-            [
-                Write(job_id="01STORE0000000000000000002", events=stop_a, expected_seq=a.last_seq),
-                Write(
-                    job_id="01STORE0000000000000000003", events=stop_b, expected_seq=b.last_seq - 1
-                ),  # stale
-            ]
-        )
-    assert await last_sequence(nc) == before
-    after = (await store.load("01STORE0000000000000000002")).state
-    assert after is not None and after.status == "pending"
+    depth = await queue_depth(nc)
 
+    [outcome] = await CommandHandler(store).submit([submit(job_id, "high")])
 
-async def test_concurrent_writers_exactly_one_wins(nc: Client) -> None:
-    store = EventStore(nc)
-    await store.submit([submit("01STORE0000000000000000004")])
-    loaded = await store.load("01STORE0000000000000000004")
-    starts = [
-        StartJob(
-            job_id="01STORE0000000000000000004",
-            now=now(),
-            actor=f"worker:w{i}",
-            worker_id=f"w{i}",
-            run=1,
-        )
-        for i in range(10)
+    assert await last_sequence(nc) == before + 1 == outcome.last_seq
+    stored = await DirectGetter(nc).all_by_subject(names.STREAM, ">", start=before + 1)
+    assert [(m.seq, m.subject) for m in stored] == [
+        (outcome.last_seq, f"conveyor.job.{job_id}.submitted.high")
     ]
-    results = await asyncio.gather(
-        *(store.apply(s, loaded) for s in starts), return_exceptions=True
-    )
-    won = [r for r in results if not isinstance(r, BaseException)]
-    assert len(won) == 1
-    assert all(isinstance(r, ConcurrencyConflict) for r in results if r not in won)
-    history = await store.history("01STORE0000000000000000004")
-    assert [e.event.name for e in history] == ["job.submitted", "job.started"]
+    assert decode_event(stored[0].data) == outcome.events[0].event
+    # that one message is what the high queue's consumer delivers: the event is the command
+    after = await queue_depth(nc)
+    assert after["high"][0] == depth["high"][0] + 1
+    assert after["regular"] == depth["regular"]
 
 
-async def test_submitting_an_existing_id_is_refused(nc: Client) -> None:
-    store = EventStore(nc)
-    await store.submit([submit("01STORE0000000000000000005")])
-    loaded = await store.load("01STORE0000000000000000005")
-    with pytest.raises(JobAlreadyExists):
-        decide(submit("01STORE0000000000000000005"), loaded.state)
-    with pytest.raises(ConcurrencyConflict):  # and the log refuses it too
-        await store.submit([submit("01STORE0000000000000000005")])
+async def test_a_batch_submission_is_one_atomic_batch(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    handler = CommandHandler(store)
+    taken = "01STORE0000000000000000002"
+    await handler.submit([submit(taken)])
+    before = await last_sequence(nc)
+
+    with pytest.raises(ConcurrencyConflict):  # one id already exists: nothing is written
+        await handler.submit([submit("01STORE0000000000000000003"), submit(taken)])
+
+    assert await last_sequence(nc) == before
+    outcomes = await handler.submit([submit(f"01STOREBATCH000000000000{n:02d}") for n in range(3)])
+    assert [o.last_seq for o in outcomes] == [before + 1, before + 2, before + 3]
 
 
-async def test_one_idempotency_key_one_job_under_concurrency(nc: Client) -> None:
-    store = EventStore(nc)
-    ids = [f"01STOREIDEM00000000000000{n:02d}"[-26:] for n in range(20)]
-    results = await asyncio.gather(
-        *(store.submit([submit(i)], idempotency_key="key-1") for i in ids),
-        return_exceptions=True,
-    )
-    won = [r for r in results if not isinstance(r, BaseException)]
-    assert len(won) == 1
-    winner = won[0][0].state.id
-    assert await store.idempotent_job("key-1") == winner
-    for job_id in ids:
-        if job_id != winner:
-            assert (await store.load(job_id)).state is None
+async def test_a_key_is_recorded_with_its_job_in_one_batch(nc: Client) -> None:
+    store, job_id = JetStreamEventStore(nc), "01STORE0000000000000000004"
+    before = await last_sequence(nc)
+
+    await CommandHandler(store).submit([submit(job_id)], idempotency_key="the-key")
+
+    stored = await DirectGetter(nc).all_by_subject(names.STREAM, ">", start=before + 1)
+    assert [m.subject for m in stored] == [
+        f"conveyor.job.{job_id}.submitted.regular",
+        names.idempotency_subject("the-key"),
+    ]
+    assert await store.key_owner("the-key") == job_id
 
 
 async def test_history_longer_than_one_read(nc: Client) -> None:
-    store = EventStore(nc)
-    job_id = "01STORE0000000000000000006"
-    await store.submit([submit(job_id)])
-    outcome = await store.execute(
+    store, job_id = JetStreamEventStore(nc), "01STORE0000000000000000006"
+    handler = CommandHandler(store)
+    await handler.submit([submit(job_id)])
+    outcome = await handler.execute(
         StartJob(job_id=job_id, now=now(), actor="worker:w", worker_id="w", run=1)
     )
     for i in range(1100):
-        outcome = await store.apply(
+        outcome = await handler.execute(
             ReportProgress(job_id=job_id, now=now(), actor="worker:w", attempt=1, progress=i / 11),
             Loaded(outcome.state, outcome.last_seq),
         )
+
     history = await store.history(job_id)
+
     assert len(history) == 1102
     assert fold(e.event for e in history) == outcome.state
-    # reading only what follows a known position gives the same state
     early = fold(e.event for e in history[:50])
     assert early is not None
-    refreshed = await store.refresh(Loaded(early, history[49].seq))
+    refreshed = await store.load(job_id, after=Loaded(early, history[49].seq))
     assert refreshed == await store.load(job_id) == Loaded(outcome.state, outcome.last_seq)
 
 
@@ -150,34 +111,21 @@ async def test_a_failed_read_is_an_error_not_an_empty_history(nc: Client) -> Non
     getter = DirectGetter(nc)
     with pytest.raises(BusUnavailable):
         await getter.batch("NO_SUCH_STREAM", {"seq": 1, "next_by_subj": "x", "batch": 10})
-    assert await getter.batch(names.STREAM, {"last_by_subj": "conveyor.events.NOPE"}) == []
+    assert await getter.batch(names.STREAM, {"last_by_subj": "conveyor.job.NOPE.>"}) == []
 
 
-async def test_poison_on_a_job_subject_is_left_out_of_its_history(nc: Client) -> None:
-    """Garbage and a forbidden transition on a job's subject (what the projector parks as
-    dead letters): readers of the job ignore them, and appends still find the subject's last
-    sequence."""
-    store = EventStore(nc)
-    job_id = "01STORE0000000000000000007"
-    await store.submit([submit(job_id)])
-    js = nc.jetstream()
-    subject = names.event_subject(job_id)
-    await js.publish(subject, b"\x00garbage")
-    forged = completed(attempt=1, job=job_id)  # completed without ever starting
-    last = await js.publish(subject, encode_event(forged))
+async def test_garbage_on_a_jobs_subjects_is_left_out_of_its_history(nc: Client) -> None:
+    """Bytes that are no event, on one of the job's subjects (what the projector parks):
+    readers of the job ignore them, and appends still expect the last message."""
+    store, job_id = JetStreamEventStore(nc), "01STORE0000000000000000007"
+    handler = CommandHandler(store)
+    await handler.submit([submit(job_id)])
+    last = await nc.jetstream().publish(names.event_subject(job_id, "job.started"), b"\x00junk")
 
     loaded = await store.load(job_id)
+
     assert loaded.state is not None and loaded.state.status == "pending"
     assert loaded.last_seq == last.seq
-    assert [e.event.name for e in await store.history(job_id)] == ["job.submitted"]
-    outcome = await store.execute(StopJob(job_id=job_id, now=now(), actor="user:test"))
+    outcome = await handler.execute(StopJob(job_id=job_id, now=now(), actor="user:test"))
     assert outcome.state.status == "stopped"
     assert [e.event.name for e in await store.history(job_id)] == ["job.submitted", "job.stopped"]
-
-
-async def test_the_leader_says_whether_a_job_was_ever_submitted(nc: Client) -> None:
-    store = EventStore(nc)
-    job_id = "01STORE0000000000000000008"
-    assert await store.on_leader(job_id) is False
-    await store.submit([submit(job_id)])
-    assert await store.on_leader(job_id) is True

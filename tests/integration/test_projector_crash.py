@@ -23,11 +23,20 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 
-from conveyor_bus import DirectGetter, EventStore, Loaded
+from conveyor_bus import DirectGetter, JetStreamEventStore
 from conveyor_bus.reader import last_event_sequence
 from conveyor_cli.admin import Report, compare, replay, verify
 from conveyor_db import ReadModel, create_pool
-from conveyor_events import CompleteJob, DeleteJob, ReportProgress, StartJob, StopJob, SubmitJob
+from conveyor_events import (
+    CommandHandler,
+    CompleteJob,
+    DeleteJob,
+    Loaded,
+    ReportProgress,
+    StartJob,
+    StopJob,
+    SubmitJob,
+)
 
 SCALE = max(1, int(os.environ.get("CONVEYOR_SOAK_SCALE", "1")))
 JOBS = 1000 * SCALE
@@ -54,7 +63,7 @@ def job_id(n: int) -> str:
 async def write_history(nc: Client) -> int:
     """Jobs in every status, with progress, stops and deletes: 5,009 events per 1,000 jobs.
     The number of events written."""
-    store = EventStore(nc)
+    store = CommandHandler(JetStreamEventStore(nc))
     submits = [
         SubmitJob(job_id=job_id(n), now=_now(), actor="user:test", type="noop") for n in range(JOBS)
     ]
@@ -66,13 +75,13 @@ async def write_history(nc: Client) -> int:
         if n % 5 == 0:
             stopped = await store.execute(StopJob(job_id=cmd.job_id, now=_now(), actor="user:test"))
             return len(stopped.events)
-        loaded = await store.load(cmd.job_id)
-        out = await store.apply(
+        loaded = await store.store.load(cmd.job_id)
+        out = await store.execute(
             StartJob(job_id=cmd.job_id, now=_now(), actor="worker:w", worker_id="w", run=1), loaded
         )
         events = len(out.events)
         for p in (25.0, 50.0, 75.0):
-            out = await store.apply(
+            out = await store.execute(
                 ReportProgress(
                     job_id=cmd.job_id, now=_now(), actor="worker:w", attempt=1, progress=p
                 ),
@@ -81,7 +90,7 @@ async def write_history(nc: Client) -> int:
             events += len(out.events)
         if n % 3 == 0:
             return events  # stays running
-        out = await store.apply(
+        out = await store.execute(
             CompleteJob(
                 job_id=cmd.job_id, now=_now(), actor="worker:w", attempt=1, result={"n": n}
             ),
@@ -189,7 +198,7 @@ async def test_projector_killed_mid_stream_ends_equal_to_a_fresh_projection(
 ) -> None:
     pool = await create_pool(database_url)
     reads = ReadModel(pool)
-    getter = EventStore(nc).getter
+    getter = JetStreamEventStore(nc).getter
     writer = asyncio.create_task(write_history(nc))
     try:
         kills = await kill_storm(nats_url, database_url, reads, getter, writer, tmp_path)

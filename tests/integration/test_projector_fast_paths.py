@@ -8,11 +8,11 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 
-from conveyor_bus import DirectGetter, EventStore, Write
+from conveyor_bus import DirectGetter, JetStreamEventStore
 from conveyor_bus.reader import last_event_sequence
 from conveyor_cli.verify import verify
 from conveyor_db import ReadModel, reset
-from conveyor_events import AnyEvent, names
+from conveyor_events import AnyEvent, Write, names
 from conveyor_events import testing as ev
 from conveyor_projector.logread import read_range
 from conveyor_projector.projector import Projector
@@ -40,7 +40,7 @@ def history(job: str, n: int) -> list[AnyEvent]:
 
 async def write_interleaved(nc: Client) -> int:
     """Every job's history, the jobs' events interleaved one round at a time."""
-    store = EventStore(nc)
+    store = JetStreamEventStore(nc)
     histories = [history(job, n) for n, job in enumerate(JOBS)]
     for step in range(max(len(h) for h in histories)):
         writes = [

@@ -14,11 +14,19 @@ import pytest
 from nats.aio.client import Client
 
 import conveyor_projector.projector as projector_module
-from conveyor_bus import DirectGetter, EventStore, StoredMsg
+from conveyor_bus import DirectGetter, JetStreamEventStore, StoredMsg
 from conveyor_bus.reader import LogReader, last_event_sequence
 from conveyor_cli.verify import verify
 from conveyor_db import ReadModel, load_states, reset
-from conveyor_events import DeleteJob, JobState, StopJob, SubmitJob, encode_event, names
+from conveyor_events import (
+    CommandHandler,
+    DeleteJob,
+    JobState,
+    StopJob,
+    SubmitJob,
+    encode_event,
+    names,
+)
 from conveyor_events import testing as ev
 from conveyor_projector.projector import Projector
 
@@ -49,7 +57,7 @@ async def project_new(nc: Client, projector: Projector) -> list[StoredMsg]:
     return msgs
 
 
-async def submit_stop_delete(store: EventStore, job_id: str) -> int:
+async def submit_stop_delete(store: CommandHandler, job_id: str) -> int:
     """A job submitted, stopped while pending and deleted, through the API's write path;
     the sequence of its ``job.deleted``."""
     now = datetime.now(UTC)
@@ -65,7 +73,9 @@ async def inject_submit(nc: Client, job_id: str) -> int:
     """A raw ``job.submitted`` for ``job_id`` on its subject, published with the plain NATS
     client (no expected sequence): the poison. Its sequence in the log."""
     poison = encode_event(ev.submitted(job=job_id, at=datetime.now(UTC)))
-    reply = await nc.request(names.event_subject(job_id), poison, timeout=5)
+    reply = await nc.request(
+        names.event_subject(job_id, "job.submitted", "regular"), poison, timeout=5
+    )
     ack = json.loads(reply.data)
     assert "error" not in ack, ack
     return int(ack["seq"])
@@ -90,7 +100,7 @@ async def fresh_projector(nc: Client, pool: asyncpg.Pool) -> Projector:
 async def test_a_submit_after_a_delete_in_a_later_batch_is_parked_and_the_job_stays_gone(
     nc: Client, pool: asyncpg.Pool
 ) -> None:
-    store = EventStore(nc)
+    store = CommandHandler(JetStreamEventStore(nc))
     projector = await fresh_projector(nc, pool)
     deleted_seq = await submit_stop_delete(store, GONE)
     await store.submit(
@@ -141,7 +151,7 @@ async def test_control_without_tombstones_the_poison_brings_the_job_back(
         return {k: s for k, s in (await load_states(conn, job_ids)).items() if not s.deleted}
 
     monkeypatch.setattr(projector_module, "load_states", forgetful)
-    store = EventStore(nc)
+    store = CommandHandler(JetStreamEventStore(nc))
     projector = await fresh_projector(nc, pool)
     await submit_stop_delete(store, CONTROL)
     await project_new(nc, projector)

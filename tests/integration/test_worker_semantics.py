@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from conveyor_bus import EventStore
-from conveyor_events import JobFailed, JobStarted, JobState, SubmitJob
+from conveyor_bus import JetStreamEventStore
+from conveyor_events import CommandHandler, JobFailed, JobStarted, JobState, SubmitJob
 from conveyor_worker.handlers import Handler, JobContext, PermanentFailure
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
@@ -68,8 +68,8 @@ async def worker(nc: Client, nats_url: str) -> AsyncIterator[Worker]:
             await asyncio.wait_for(task, 30)
 
 
-async def run_job(store: EventStore, job_id: str, type_: str, **fields: Any) -> JobState:
-    await store.submit(
+async def run_job(store: JetStreamEventStore, job_id: str, type_: str, **fields: Any) -> JobState:
+    await CommandHandler(store).submit(
         [SubmitJob(job_id=job_id, now=datetime.now(UTC), actor="user:test", type=type_, **fields)]
     )
     deadline = time.monotonic() + 20
@@ -81,14 +81,14 @@ async def run_job(store: EventStore, job_id: str, type_: str, **fields: Any) -> 
     raise AssertionError(f"{job_id} never finished: {(await store.load(job_id)).state}")
 
 
-async def failures(store: EventStore, job_id: str) -> list[JobFailed]:
+async def failures(store: JetStreamEventStore, job_id: str) -> list[JobFailed]:
     return [e.event for e in await store.history(job_id) if isinstance(e.event, JobFailed)]
 
 
 async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
     nc: Client, worker: Worker
 ) -> None:
-    store = EventStore(nc)
+    store = JetStreamEventStore(nc)
     job = "01SEMANTICS000000000000001"
     state = await run_job(store, job, "flaky", payload={"succeed_at": 3}, max_attempts=3)
 
@@ -110,7 +110,7 @@ async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
 
 
 async def test_the_last_failure_fails_the_job_with_the_error(nc: Client, worker: Worker) -> None:
-    store = EventStore(nc)
+    store = JetStreamEventStore(nc)
     job = "01SEMANTICS000000000000002"
     state = await run_job(store, job, "flaky", payload={"succeed_at": 99}, max_attempts=2)
 
@@ -121,7 +121,7 @@ async def test_the_last_failure_fails_the_job_with_the_error(nc: Client, worker:
 
 
 async def test_a_permanent_failure_skips_the_remaining_attempts(nc: Client, worker: Worker) -> None:
-    store = EventStore(nc)
+    store = JetStreamEventStore(nc)
     job = "01SEMANTICS000000000000003"
     state = await run_job(store, job, "hopeless", max_attempts=5)
 
@@ -135,7 +135,7 @@ async def test_a_permanent_failure_skips_the_remaining_attempts(nc: Client, work
 async def test_a_timed_out_attempt_is_cancelled_and_fails_with_timeout(
     nc: Client, worker: Worker
 ) -> None:
-    store = EventStore(nc)
+    store = JetStreamEventStore(nc)
     job = "01SEMANTICS000000000000004"
     began = time.monotonic()
     state = await run_job(store, job, "hang", timeout_s=0.3, max_attempts=2)

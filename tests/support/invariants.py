@@ -20,8 +20,9 @@ import msgspec
 from nats.aio.client import Client
 
 from conveyor_bus import DirectGetter, StoredMsg, connect
-from conveyor_events import AnyEvent, encode_event, names
+from conveyor_events import AnyEvent, decode_event, encode_event, names, runnable, subject_of
 from conveyor_events.invariants import history_problems
+from conveyor_events.names import Priority
 from conveyor_events.poison import Poison, read_event
 from support.system import System
 
@@ -32,7 +33,7 @@ T = TypeVar("T")
 
 async def read_history(nc: Client, job_id: str) -> list[AnyEvent]:
     """The job's events as stored in the log, every one of them, oldest first."""
-    msgs = await DirectGetter(nc).all_by_subject(names.STREAM, names.event_subject(job_id))
+    msgs = await DirectGetter(nc).all_by_subject(names.STREAM, names.job_subjects(job_id))
     return [_event(m) for m in msgs]
 
 
@@ -66,7 +67,7 @@ def raw_histories(nats_url: str, job_ids: Iterable[str]) -> dict[str, list[AnyEv
     return _run(read())
 
 
-def forge(nats_url: str, *events: AnyEvent) -> list[int]:
+def forge(nats_url: str, *events: AnyEvent, priority: Priority = "regular") -> list[int]:
     """Publish ``events`` straight onto their jobs' subjects, without the event store's
     expected-sequence check: what a zombie's write would look like had fencing failed (the
     control of a check that must catch one). Their sequences."""
@@ -75,9 +76,7 @@ def forge(nats_url: str, *events: AnyEvent) -> list[int]:
         nc = await connect(nats_url, "test-forge")
         try:
             js = nc.jetstream()
-            acks = [
-                await js.publish(names.event_subject(e.job_id), encode_event(e)) for e in events
-            ]
+            acks = [await js.publish(subject_of(e, priority), encode_event(e)) for e in events]
             return [ack.seq for ack in acks]
         finally:
             await nc.close()
@@ -164,3 +163,15 @@ def check_invariants(
     assert not failures, f"{len(failures)} jobs with bad histories, e.g. {examples}"
     verify(system)
     return histories
+
+
+def raw_subject(job_id: str, data: bytes, priority: Priority = "regular") -> str:
+    """Where raw bytes meant as an event of ``job_id`` go: the subject of the event type they
+    decode to (a runnable one on ``priority``'s queue), or, for bytes that are no event, a
+    subject of the job's that no event type has. The job named by the subject is ``job_id``,
+    whatever the bytes say (an event of another job stays wrong_subject poison)."""
+    try:
+        event = decode_event(data)
+    except (msgspec.DecodeError, RecursionError):
+        return names.event_subject(job_id, "job.unreadable")
+    return names.event_subject(job_id, event.name, priority if runnable(event) else None)

@@ -9,7 +9,3 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     """NATS did not answer in time."""
-
-
-class ConcurrencyConflict(BusError):
-    """Another writer appended to the job first (expected last subject sequence mismatch)."""

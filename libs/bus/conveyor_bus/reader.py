@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from conveyor_bus.acks import ack_info
 from conveyor_bus.connection import require_connected
 from conveyor_bus.directget import DirectGetter, StoredMsg
 from conveyor_bus.errors import BusUnavailable
@@ -29,7 +30,6 @@ from conveyor_events import names
 log = logging.getLogger("conveyor.bus")
 
 IDLE_CHECK_S = 2.0
-_V1_ACK_TOKENS = 9
 
 
 async def last_sequence(nc: Client) -> int:
@@ -109,16 +109,14 @@ class LogReader:
             return
         if self._broken is not None:
             return
-        tokens = msg.reply.split(".")  # $JS.ACK.[domain.hash.]stream.consumer.n.sseq.cseq...
-        at = 5 if len(tokens) == _V1_ACK_TOKENS else 7
-        consumer_seq = int(tokens[at + 1])
+        stream_seq, consumer_seq, _ = ack_info(msg.reply)
         if consumer_seq != self._consumer_seq + 1:
             self._broken = "gap"
             self._arrived.set()
             return
         self._consumer_seq = consumer_seq
         self._credit -= 1
-        self._delivered.append(StoredMsg(seq=int(tokens[at]), subject=msg.subject, data=msg.data))
+        self._delivered.append(StoredMsg(seq=stream_seq, subject=msg.subject, data=msg.data))
         self._arrived.set()
 
     async def _request(self, batch: int, timeout: float) -> None:

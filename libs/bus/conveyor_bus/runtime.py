@@ -12,9 +12,12 @@ from nats.aio.client import Client
 
 from conveyor_bus.connection import connect
 from conveyor_bus.settings import BusSettings
-from conveyor_bus.topology import ensure_topology
+from conveyor_bus.topology import LayoutError, ensure_topology
 
 log = logging.getLogger("conveyor.bus")
+
+EXIT_LAYOUT = 78
+"""A service's exit status when the log is of another layout (EX_CONFIG)."""
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -76,7 +79,13 @@ async def bootstrap(settings: BusSettings, name: str) -> Client:
                 delay = min(delay * 2, 5.0)
 
     nc = await connect_when_ready(settings.nats_url, name, on_reconnect=restore)
-    await topology(nc)
+    try:
+        await topology(nc)
+    except LayoutError as e:
+        # a log this version must not write to: say what to do, and do not start
+        log.error("%s", e)
+        await nc.close()
+        raise SystemExit(EXIT_LAYOUT) from e
     return nc
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
@@ -18,14 +18,19 @@ log = logging.getLogger("conveyor.bus")
 DEFAULT_ACK_WAIT_S = 30.0
 
 
-def event_log_config(replicas: int = 1) -> dict[str, Any]:
+class LayoutError(BusError):
+    """The server holds a Conveyor log this version cannot use as it is."""
+
+
+MIGRATING: Final = "in progress"
+"""The ``conveyor_migrated_from`` metadata of a log that ``conveyor migrate`` is still
+copying."""
+
+
+def event_log_config(replicas: int = 1, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": names.STREAM,
-        "subjects": [
-            names.EVENTS_ALL,
-            f"{names.RUN_PREFIX}.*",
-            f"{names.IDEMPOTENCY_PREFIX}.*",
-        ],
+        "subjects": list(names.STREAM_SUBJECTS),
         "retention": "limits",
         "storage": "file",
         "num_replicas": replicas,
@@ -35,6 +40,7 @@ def event_log_config(replicas: int = 1) -> dict[str, Any]:
         "allow_direct": True,
         "allow_atomic": True,
         "duplicate_window": 120 * 10**9,
+        "metadata": {names.LAYOUT_KEY: names.LAYOUT, **(metadata or {})},
     }
 
 
@@ -55,7 +61,7 @@ def workers_config(ttl_s: float, replicas: int = 1) -> dict[str, Any]:
 def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str, Any]:
     return {
         "durable_name": names.run_consumer(priority),
-        "filter_subject": names.run_subject(priority),
+        "filter_subject": names.runnable_subjects(priority),
         "ack_policy": "explicit",
         "ack_wait": int(ack_wait_s * 10**9),
         "deliver_policy": "all",
@@ -89,6 +95,51 @@ STREAM_NAME_IN_USE = 10058
 CONSUMER_EXISTS = 10148
 
 
+STREAM_NOT_FOUND = 10059
+
+
+async def stream_info(nc: Client, name: str) -> dict[str, Any] | None:
+    """The stream's info, or None when there is no such stream."""
+    try:
+        return await api_request(nc, f"$JS.API.STREAM.INFO.{name}")
+    except BusError as e:
+        if f"code {STREAM_NOT_FOUND}" in str(e):
+            return None
+        raise
+
+
+async def check_layout(nc: Client) -> bool:
+    """Whether the event log exists in this version's layout; raises LayoutError, saying
+    what to do, when the server holds a log this version must not write to: one of an
+    older layout (``conveyor migrate`` copies it) or one that a migration is still
+    writing."""
+    info = await stream_info(nc, names.STREAM)
+    if info is None:
+        legacy = await stream_info(nc, names.LEGACY_STREAM)
+        if legacy is not None and not legacy["config"].get("sealed"):
+            raise LayoutError(
+                f"this NATS server holds a Conveyor event log in the old layout (stream "
+                f"{names.LEGACY_STREAM}: subjects conveyor.events.*, conveyor.run.*), which this "
+                f"version does not read. Stop every Conveyor service, then run `conveyor "
+                f"migrate`: it copies the log into stream {names.STREAM} and rebuilds the read "
+                f"model ({legacy['state']['messages']} messages to copy)"
+            )
+        return False
+    metadata = info["config"].get("metadata") or {}
+    layout = metadata.get(names.LAYOUT_KEY)
+    if layout != names.LAYOUT:
+        raise LayoutError(
+            f"stream {names.STREAM} has layout {layout!r}; this version of Conveyor writes "
+            f"layout {names.LAYOUT!r}. Run the version of Conveyor that wrote it, or migrate"
+        )
+    if metadata.get(names.MIGRATED_FROM_KEY) == MIGRATING:
+        raise LayoutError(
+            f"`conveyor migrate` has not finished copying the old log into {names.STREAM}; "
+            "run `conveyor migrate` again (it resumes where it stopped)"
+        )
+    return True
+
+
 async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> None:
     name = config["name"]
     try:
@@ -97,6 +148,9 @@ async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> No
         if f"code {STREAM_NAME_IN_USE}" not in str(e):
             raise
         if update:
+            current = await stream_info(nc, name)
+            if current is not None:  # keep metadata that is not ours to set
+                config = {**config, "metadata": current["config"].get("metadata") or {}}
             await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", config)
 
 
@@ -123,7 +177,9 @@ async def ensure_topology(
 ) -> None:
     """Create the streams and the work-queue consumers where they are missing. Safe to run
     concurrently from every service at start-up. With ``update`` (``conveyor migrate``),
-    existing ones are brought to this configuration (e.g. a new ack wait)."""
+    existing ones are brought to this configuration (e.g. a new ack wait). Raises
+    LayoutError when the server holds a log of another layout (:func:`check_layout`)."""
+    await check_layout(nc)
     await _ensure_stream(nc, event_log_config(replicas), update)
     await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
     for priority in names.PRIORITIES:

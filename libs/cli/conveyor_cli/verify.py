@@ -26,8 +26,7 @@ from nats.aio.client import Client
 from conveyor_bus import DirectGetter, StoredMsg
 from conveyor_bus.reader import LogReader, last_event_sequence
 from conveyor_db import DeadLetter, ReadModel
-from conveyor_events import TERMINAL, JobState, evolve, names
-from conveyor_events.invariants import illegal_transition
+from conveyor_events import TERMINAL, IllegalEvent, JobState, names, step
 from conveyor_events.poison import Poison, read_event
 
 
@@ -207,8 +206,8 @@ def classify(
 ) -> dict[str, JobState]:
     """Fold the log the way the projector must, without looking at what it did: every message
     is read with ``read_event``, each job's events are folded in log order, and an event the
-    transitions table forbids in the job's state is poison, left out of the fold (the same rule
-    as the projector's and as ``history_problems``). Then each message's verdict is compared
+    transitions table forbids in the job's state is poison, left out of the fold (``step``, the
+    rule of the projector and of ``history_problems``). Then each message's verdict is compared
     with the dead letters: agreements, disagreements and stray dead letters go to ``report``.
     Returns each job's state (deleted jobs included)."""
     letters = {d.seq: d for d in dead_letters}
@@ -222,19 +221,14 @@ def classify(
             else:
                 report.unparked.append(Unparked(m.seq, m.subject, read))
             continue
-        current = states.get(read.job_id)
-        problem = illegal_transition(current, read)
-        if problem is None:
-            try:
-                state = evolve(current, read)
-            except ValueError as e:  # the projector parks this as impossible too
-                problem = str(e)
-        if problem is not None:
+        try:
+            state = step(states.get(read.job_id), read)
+        except IllegalEvent as e:
             if letter is not None:
                 report.parked.append(letter)
             else:
                 report.invalid.setdefault(read.job_id, []).append(
-                    f"seq {m.seq} ({read.name}): {problem}"
+                    f"seq {m.seq} ({read.name}): {e.problem}"
                 )
             continue
         if letter is not None and letter.kind == "unstorable":

@@ -9,29 +9,35 @@ import pytest
 from conveyor_bus import StoredMsg
 from conveyor_cli.verify import Report, classify
 from conveyor_db import DeadLetter
-from conveyor_events import encode_event, fold, names
+from conveyor_events import AnyEvent, encode_event, fold, names, subject_of
 from conveyor_events import testing as ev
 
 pytestmark = pytest.mark.unit
 
-SUBJECT = names.event_subject(ev.JOB)
+GARBAGE = names.event_subject(ev.JOB, "job.unreadable")
+COMPLETED_SUBJECT = names.event_subject(ev.JOB, "job.completed")
 
 
-def msg(seq: int, data: bytes) -> StoredMsg:
-    return StoredMsg(seq=seq, subject=SUBJECT, data=data)
+def msg(seq: int, event: AnyEvent | bytes) -> StoredMsg:
+    """A message of the log: an event on its own subject, or garbage on the job's."""
+    if isinstance(event, bytes):
+        return StoredMsg(seq=seq, subject=GARBAGE, data=event)
+    return StoredMsg(seq=seq, subject=subject_of(event, "regular"), data=encode_event(event))
 
 
 def letter(seq: int, kind: str = "impossible_transition") -> DeadLetter:
-    return DeadLetter.of(seq, SUBJECT, ev.JOB, kind, f"reason {seq}", b"raw")
+    """A dead letter of the message of LOG at ``seq``."""
+    subject = next((m.subject for m in LOG if m.seq == seq), GARBAGE)
+    return DeadLetter.of(seq, subject, ev.JOB, kind, f"reason {seq}", b"raw")
 
 
 LOG = [
-    msg(1, encode_event(ev.submitted())),
+    msg(1, ev.submitted()),
     msg(2, b"garbage"),
-    msg(3, encode_event(ev.started())),
-    msg(4, encode_event(ev.completed())),
-    msg(5, encode_event(ev.started(2))),  # after completion
-    msg(6, encode_event(ev.completed())),  # a second completion
+    msg(3, ev.started()),
+    msg(4, ev.completed()),
+    msg(5, ev.started(2)),  # after completion
+    msg(6, ev.completed()),  # a second completion
 ]
 POISON = [letter(2, "undecodable"), letter(5), letter(6)]
 """What the projector must park of LOG."""
@@ -46,7 +52,7 @@ def test_parked_poison_is_left_out_and_listed() -> None:
     assert states == {ev.JOB: COMPLETED}
     assert [d.seq for d in report.parked] == [2, 5, 6]
     assert report.ok
-    assert "parked: seq 2 on conveyor.events." in report.render()
+    assert f"parked: seq 2 on {GARBAGE}: undecodable" in report.render()
     assert report.render().endswith(
         "OK: the read model equals the fold of the log (3 parked events left out)"
     )
@@ -104,7 +110,7 @@ def test_a_parked_valid_event_is_a_failure_and_stays_in_the_fold() -> None:
     assert not report.ok
     lines = report.render().splitlines()
     assert (
-        f"parked a valid event: seq 4 on {SUBJECT} (job.completed),"
+        f"parked a valid event: seq 4 on {COMPLETED_SUBJECT} (job.completed),"
         " parked as impossible_transition: reason 4"
     ) in lines
     assert lines[-1] == (
@@ -137,7 +143,7 @@ def test_a_valid_event_parked_as_unstorable_is_left_out_and_not_a_failure() -> N
     assert report.ok
     lines = report.render().splitlines()
     assert (
-        f"parked unstorable (a valid event, not checked): seq 4 on {SUBJECT}: reason 4"
+        f"parked unstorable (a valid event, not checked): seq 4 on {COMPLETED_SUBJECT}: reason 4"
     ) in lines
     assert lines[-1] == "OK: the read model equals the fold of the log (3 parked events left out)"
 

@@ -13,15 +13,18 @@ from conveyor_events.commands import (
     StopJob,
     SubmitJob,
 )
-from conveyor_events.decide import decide, run_to_queue
+from conveyor_events.decide import decide
 from conveyor_events.errors import (
+    ConcurrencyConflict,
     DomainError,
+    IllegalEvent,
     InvalidPayload,
     InvalidTransition,
     JobAlreadyExists,
     JobNotFound,
     StaleAttempt,
     StaleRun,
+    TooManyConflicts,
     UnknownJobType,
 )
 from conveyor_events.events import (
@@ -37,13 +40,16 @@ from conveyor_events.events import (
     JobStopped,
     JobStopRequested,
     JobSubmitted,
-    RunJob,
     decode_event,
-    decode_run,
     encode_event,
-    encode_run,
+    not_before,
+    runnable,
+    subject_of,
 )
+from conveyor_events.handling import CommandHandler
 from conveyor_events.state import STATUSES, TERMINAL, JobState, Status, evolve, fold
+from conveyor_events.step import step
+from conveyor_events.store import EventStore, Loaded, Outcome, StoredEvent, Write
 
 __all__ = [
     "EVENT_TYPES",
@@ -51,12 +57,16 @@ __all__ = [
     "TERMINAL",
     "AnyCommand",
     "AnyEvent",
+    "CommandHandler",
     "CompleteJob",
+    "ConcurrencyConflict",
     "ConfirmStop",
     "DeleteJob",
     "DomainError",
     "ErrorInfo",
+    "EventStore",
     "FailJob",
+    "IllegalEvent",
     "InvalidPayload",
     "InvalidTransition",
     "JobAlreadyExists",
@@ -71,22 +81,27 @@ __all__ = [
     "JobStopRequested",
     "JobStopped",
     "JobSubmitted",
+    "Loaded",
+    "Outcome",
     "ReportProgress",
     "RestartJob",
-    "RunJob",
     "StaleAttempt",
     "StaleRun",
     "StartJob",
     "Status",
     "StopJob",
+    "StoredEvent",
     "SubmitJob",
+    "TooManyConflicts",
     "UnknownJobType",
+    "Write",
     "decide",
     "decode_event",
-    "decode_run",
     "encode_event",
-    "encode_run",
     "evolve",
     "fold",
-    "run_to_queue",
+    "not_before",
+    "runnable",
+    "step",
+    "subject_of",
 ]

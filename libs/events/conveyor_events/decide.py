@@ -43,7 +43,6 @@ from conveyor_events.events import (
     JobStopRequested,
     JobSubmitted,
     ProgressedData,
-    RunJob,
     StartedData,
     StoppedData,
     SubmittedData,
@@ -196,14 +195,3 @@ def _forbidden(action: str, state: JobState) -> InvalidTransition:
     if action in _ALLOWED:
         message += f"; only a {_ALLOWED[action]} job can be {_PARTICIPLE[action]}"
     return InvalidTransition(message)
-
-
-def run_to_queue(before: JobState | None, after: JobState) -> RunJob | None:
-    """The run command to enqueue with the events that turned ``before`` into ``after``.
-
-    A job is queued when it becomes pending with a new run number: on submit, on a retry and
-    on a restart. The command goes into the same atomic batch as the events.
-    """
-    if after.status != "pending" or (before is not None and before.run == after.run):
-        return None
-    return RunJob(job_id=after.id, run=after.run, not_before=after.run_at)

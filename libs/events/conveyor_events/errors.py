@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conveyor_events.events import AnyEvent
+
 
 class DomainError(Exception):
     """The command is not allowed."""
@@ -40,3 +45,21 @@ class InvalidPayload(DomainError):
 
 class UnknownJobType(InvalidPayload):
     """No such job type."""
+
+
+class IllegalEvent(DomainError):
+    """The transitions table forbids this event in the job's state (poison in the log)."""
+
+    def __init__(self, problem: str, event: AnyEvent) -> None:
+        super().__init__(f"{event.name} for job {event.job_id}: {problem}")
+        self.problem = problem
+        self.event = event
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the job first: its expected last sequence was stale, and
+    nothing was written. Reload the job and decide again."""
+
+
+class TooManyConflicts(ConcurrencyConflict):
+    """The job kept changing under every retry of a command; try again later."""

@@ -7,10 +7,11 @@ with defaults; decoders ignore unknown fields, so old and new code read each oth
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
+from conveyor_events import names
 from conveyor_events.names import Priority
 
 
@@ -125,17 +126,8 @@ AnyEvent = (
     | JobDeleted
 )
 
-EVENT_TYPES: tuple[str, ...] = (
-    "job.submitted",
-    "job.started",
-    "job.progressed",
-    "job.completed",
-    "job.failed",
-    "job.stop_requested",
-    "job.stopped",
-    "job.restarted",
-    "job.deleted",
-)
+EVENT_TYPES: tuple[str, ...] = tuple(str(t.__struct_config__.tag) for t in get_args(AnyEvent))
+"""Every event type's wire name, derived from the union."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
@@ -152,20 +144,24 @@ def decode_event(raw: bytes) -> AnyEvent:
     return event
 
 
-class RunJob(msgspec.Struct, frozen=True, kw_only=True):
-    """The work-queue message: 'run job X for its run number N, not before T'."""
-
-    job_id: str
-    run: int
-    not_before: datetime | None = None
-
-
-_run_decoder = msgspec.json.Decoder(RunJob)
+def runnable(event: AnyEvent) -> bool:
+    """Whether ``event`` asks a worker to run its job: a submission, a restart, a failure with
+    a retry. Such an event is the job's run command (it is stored on a subject that names the
+    job's priority, which the workers' consumers read)."""
+    return isinstance(event, JobSubmitted | JobRestarted) or (
+        isinstance(event, JobFailed) and event.data.retry
+    )
 
 
-def encode_run(cmd: RunJob) -> bytes:
-    return _encoder.encode(cmd)
+def not_before(event: AnyEvent) -> datetime | None:
+    """When the run a runnable event asks for may start (``run_at``, ``retry_at``)."""
+    if isinstance(event, JobSubmitted):
+        return event.data.run_at
+    if isinstance(event, JobFailed):
+        return event.data.retry_at
+    return None
 
 
-def decode_run(raw: bytes) -> RunJob:
-    return _run_decoder.decode(raw)
+def subject_of(event: AnyEvent, priority: Priority) -> str:
+    """The subject ``event`` is stored on, for a job of ``priority``."""
+    return names.event_subject(event.job_id, event.name, priority if runnable(event) else None)

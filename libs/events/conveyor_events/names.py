@@ -1,25 +1,44 @@
 """Every stream, subject, consumer and header name Conveyor uses, in one place.
 
-One JetStream stream holds both the event log and the work queues, so that a job's
-``job.submitted`` event and its run command are written by one atomic batch (one disk sync,
-no window in which one exists without the other). See docs/explanation/architecture.md.
+One JetStream stream, ``CONVEYOR_JOBS``, holds every job's events. A job's events live on
+subjects under ``conveyor.job.<job id>.``, one subject per event type; the events that make a
+job runnable (``job.submitted``, ``job.restarted``, ``job.failed`` with a retry) carry the job's
+priority as a last token, and the workers' consumers read those subjects straight from the log:
+the event is the command. Every append is checked against the job's last event, whatever its
+subject (``Nats-Expected-Last-Subject-Sequence-Subject: conveyor.job.<job id>.>``). See
+docs/decisions/0009-the-event-is-the-command.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Literal
+from dataclasses import dataclass
+from typing import Final, Literal, cast, get_args
 
 Priority = Literal["high", "regular"]
-PRIORITIES: Final[tuple[Priority, ...]] = ("high", "regular")
+PRIORITIES: Final[tuple[Priority, ...]] = get_args(Priority)
 
-STREAM: Final = "CONVEYOR"
-"""The event log and the work queues: file storage, deny delete, deny purge, atomic batches."""
+STREAM: Final = "CONVEYOR_JOBS"
+"""The event log: file storage, deny delete, deny purge, atomic batches, direct gets."""
+LAYOUT: Final = "2"
+"""The layout of the log, kept in the stream's metadata under :data:`LAYOUT_KEY`."""
+LAYOUT_KEY: Final = "conveyor_layout"
+MIGRATED_FROM_KEY: Final = "conveyor_migrated_from"
+"""Stream metadata of a log copied from an older layout: the old stream's last sequence, set
+when the copy is complete (``conveyor migrate``)."""
 
-EVENT_PREFIX: Final = "conveyor.events"
-EVENTS_ALL: Final = "conveyor.events.*"
-RUN_PREFIX: Final = "conveyor.run"
-IDEMPOTENCY_PREFIX: Final = "conveyor.idempotency"
+LEGACY_STREAM: Final = "CONVEYOR"
+"""Layout 1 (before 2026-12): events on ``conveyor.events.<id>``, run commands on
+``conveyor.run.<priority>``; read only by ``conveyor migrate``."""
+LEGACY_RUN_PREFIX: Final = "conveyor.run."
+LEGACY_IDEMPOTENCY_PREFIX: Final = "conveyor.idempotency."
+
+JOB_PREFIX: Final = "conveyor.job"
+EVENTS_ALL: Final = "conveyor.job.>"
+"""Every event of every job."""
+STREAM_SUBJECTS: Final = ("conveyor.job.*.*", "conveyor.job.*.*.*", "conveyor.key.*")
+"""What the stream stores: events (4 tokens), runnable events (5 tokens), idempotency keys."""
+KEY_PREFIX: Final = "conveyor.key"
 
 STOP_SIGNAL: Final = "conveyor.control.stop"
 """Core NATS subject: 'someone asked to stop job X', a hint that wakes the worker running it."""
@@ -30,29 +49,65 @@ WORKERS_PREFIX: Final = "conveyor.workers"
 WORKERS_ALL: Final = "conveyor.workers.*"
 
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+HEADER_EXPECTED_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 HEADER_BATCH_ID: Final = "Nats-Batch-Id"
 HEADER_BATCH_SEQ: Final = "Nats-Batch-Sequence"
 HEADER_BATCH_COMMIT: Final = "Nats-Batch-Commit"
+HEADER_MIGRATED_SEQ: Final = "Conveyor-Migrated-Seq"
+"""On a message copied by ``conveyor migrate``: its sequence in the old stream."""
+
+_EVENT_PREFIX: Final = "job."
 
 
-def event_subject(job_id: str) -> str:
-    """The subject that holds every event of one job, in order."""
-    return f"{EVENT_PREFIX}.{job_id}"
+def event_subject(job_id: str, event_type: str, priority: Priority | None = None) -> str:
+    """Where an event of ``event_type`` (``job.started``) of one job is stored; a runnable
+    event names its job's ``priority`` (``conveyor.job.<id>.submitted.high``)."""
+    subject = f"{JOB_PREFIX}.{job_id}.{event_type.removeprefix(_EVENT_PREFIX)}"
+    return subject if priority is None else f"{subject}.{priority}"
+
+
+def job_subjects(job_id: str) -> str:
+    """Every subject of one job's events: its history, and what every append is checked
+    against."""
+    return f"{JOB_PREFIX}.{job_id}.>"
+
+
+def runnable_subjects(priority: Priority) -> str:
+    """The runnable events of one priority: what the workers' consumer of it reads."""
+    return f"{JOB_PREFIX}.*.*.{priority}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubject:
+    """What an event's subject says about it."""
+
+    job_id: str
+    event_type: str
+    """``job.<token>``: the event type the subject is for."""
+    priority: Priority | None
+    """Set on the subjects of runnable events."""
+
+
+def parse_event_subject(subject: str) -> EventSubject | None:
+    """The parts of an event subject, or None when ``subject`` is not one."""
+    tokens = subject.split(".")
+    if len(tokens) not in (4, 5) or f"{tokens[0]}.{tokens[1]}" != JOB_PREFIX:
+        return None
+    if len(tokens) == 5 and tokens[4] not in PRIORITIES:
+        return None
+    priority = cast(Priority, tokens[4]) if len(tokens) == 5 else None
+    return EventSubject(tokens[2], _EVENT_PREFIX + tokens[3], priority)
 
 
 def job_id_of(subject: str) -> str:
-    """The job id of an event subject (the inverse of :func:`event_subject`)."""
-    return subject.rsplit(".", 1)[-1]
+    """The job id an event subject names (its third token; '' when there is none)."""
+    tokens = subject.split(".", 3)
+    return tokens[2] if len(tokens) > 2 else ""
 
 
 def worker_subject(worker_id: str) -> str:
     """Where one worker's heartbeats go (the stream keeps only the last)."""
     return f"{WORKERS_PREFIX}.{worker_id}"
-
-
-def run_subject(priority: Priority) -> str:
-    """The work-queue subject of one priority."""
-    return f"{RUN_PREFIX}.{priority}"
 
 
 def run_consumer(priority: Priority) -> str:
@@ -62,5 +117,13 @@ def run_consumer(priority: Priority) -> str:
 
 def idempotency_subject(key: str) -> str:
     """Where the first job submitted with an ``Idempotency-Key`` is recorded (key hashed)."""
-    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
-    return f"{IDEMPOTENCY_PREFIX}.{digest}"
+    return f"{KEY_PREFIX}.{_key_digest(key)}"
+
+
+def idempotency_subject_of_digest(digest: str) -> str:
+    """Where the record of a hashed key is (``conveyor migrate`` copies records by it)."""
+    return f"{KEY_PREFIX}.{digest}"
+
+
+def _key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:40]

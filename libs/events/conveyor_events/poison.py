@@ -8,31 +8,23 @@ the same way, so that what the projector parks in its dead-letter table is exact
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 
-from conveyor_events.events import EVENT_TYPES, AnyEvent, decode_event
-from conveyor_events.invariants import illegal_transition
-from conveyor_events.names import job_id_of
-from conveyor_events.state import JobState
+from conveyor_events.events import EVENT_TYPES, AnyEvent, JobSubmitted, decode_event, runnable
+from conveyor_events.names import parse_event_subject
 
 PoisonKind = Literal[
     "undecodable", "unknown_type", "invalid", "wrong_subject", "impossible_transition",
     "unstorable",
 ]  # fmt: skip
-POISON_KINDS: Final[tuple[PoisonKind, ...]] = (
-    "undecodable",
-    "unknown_type",
-    "invalid",
-    "wrong_subject",
-    "impossible_transition",
-    "unstorable",
-)
+POISON_KINDS: Final[tuple[PoisonKind, ...]] = get_args(PoisonKind)
 """Why an event is parked: not JSON (or nested too deep); an event type nobody knows; a known
-type whose fields break its schema; an event whose ``job_id`` is not its subject's; a
-transition the table forbids (e.g. ``job.completed`` for a job never started); a value the read
-model cannot hold (e.g. a NUL character, an integer out of range)."""
+type whose fields break its schema; an event its subject does not describe (another job's,
+another event type's, or on a work queue it does not belong on); a transition the table
+forbids (e.g. ``job.completed`` for a job never started); a value the read model cannot hold
+(e.g. a NUL character, an integer out of range)."""
 
 REASON_LIMIT: Final = 500
 """Characters of a reason kept (reasons may quote the input)."""
@@ -55,20 +47,26 @@ def read_event(subject: str, raw: bytes) -> AnyEvent | Poison:
         return _diagnose(raw, e)
     except RecursionError:
         return poison("undecodable", "JSON nested too deeply to decode")
-    owner = job_id_of(subject)
-    if event.job_id != owner:
-        return poison(
-            "wrong_subject",
-            f"{event.name} for job {event.job_id!r} stored on the subject of job {owner!r}",
-        )
-    return event
+    problem = _subject_problem(subject, event)
+    return event if problem is None else poison("wrong_subject", problem)
 
 
-def transition_problem(state: JobState | None, event: AnyEvent) -> str | None:
-    """Why ``event`` cannot follow ``state`` according to the transitions table (the same rule
-    as :func:`conveyor_events.invariants.history_problems`), or None when it can."""
-    problem = illegal_transition(state, event)
-    return None if problem is None else f"{event.name} for job {event.job_id}: {problem}"
+def _subject_problem(subject: str, event: AnyEvent) -> str | None:
+    """Why ``event`` cannot be stored on ``subject`` (names.py's layout), or None."""
+    where = parse_event_subject(subject)
+    if where is None:
+        return f"{event.name} stored on {subject!r}, which is not an event subject"
+    if event.job_id != where.job_id:
+        owner = where.job_id
+        return f"{event.name} for job {event.job_id!r} stored on the subject of job {owner!r}"
+    if event.name != where.event_type:
+        return f"{event.name} stored on the subject of a {where.event_type}"
+    if runnable(event) != (where.priority is not None):
+        lane = "a work queue" if where.priority is not None else "no work queue"
+        return f"{event.name} (runnable: {runnable(event)}) stored on {lane}: {subject!r}"
+    if isinstance(event, JobSubmitted) and event.data.priority != where.priority:
+        return f"a {event.data.priority} job submitted on the {where.priority} work queue"
+    return None
 
 
 def poison(kind: PoisonKind, reason: str) -> Poison:

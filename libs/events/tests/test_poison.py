@@ -1,20 +1,20 @@
 """``read_event``: every message of the log is either an event or poison with a clear reason,
-and reading never raises; ``transition_problem`` is the transitions table, one event at a
-time."""
+and reading never raises; an event must sit on the subject names.py gives it; ``step`` is the
+transitions table, one event at a time."""
 
 from __future__ import annotations
 
 import pytest
 
-from conveyor_events import AnyEvent, encode_event, fold
+from conveyor_events import AnyEvent, IllegalEvent, encode_event, fold, step, subject_of
 from conveyor_events import testing as ev
 from conveyor_events.invariants import history_problems
+from conveyor_events.names import Priority, event_subject
 from conveyor_events.poison import POISON_KINDS, REASON_LIMIT, Poison, poison, read_event
-from conveyor_events.poison import transition_problem as problem
 
 pytestmark = pytest.mark.unit
 
-SUBJECT = f"conveyor.events.{ev.JOB}"
+SUBJECT = f"conveyor.job.{ev.JOB}.submitted.regular"
 OTHER = "01JDQ5N3X8W4Y6Z7A9B2C3D4EZ"
 SUBMITTED = encode_event(ev.submitted())
 
@@ -97,7 +97,49 @@ def test_the_invalid_field_is_named_in_the_reason() -> None:
 
 
 def test_an_event_of_another_job_on_this_subject_is_wrong_subject() -> None:
-    assert kind_of(SUBMITTED, f"conveyor.events.{OTHER}") == "wrong_subject"
+    assert kind_of(SUBMITTED, f"conveyor.job.{OTHER}.submitted.regular") == "wrong_subject"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        f"conveyor.job.{ev.JOB}.started",  # another event type's subject
+        f"conveyor.job.{ev.JOB}.submitted",  # a submission off the work queues
+        f"conveyor.job.{ev.JOB}.submitted.high",  # a regular job on the high queue
+        f"conveyor.job.{ev.JOB}.submitted.urgent",  # no such priority
+        f"conveyor.events.{ev.JOB}",  # layout 1
+        "conveyor.job",
+    ],
+)
+def test_an_event_its_subject_does_not_describe_is_wrong_subject(subject: str) -> None:
+    assert kind_of(SUBMITTED, subject) == "wrong_subject"
+
+
+@pytest.mark.parametrize(
+    ("event", "priority"),
+    [
+        (ev.submitted(), "regular"),
+        (ev.submitted(priority="high"), "high"),
+        (ev.started(), "high"),
+        (ev.failed(retry=True), "high"),
+        (ev.failed(retry=False), "regular"),
+        (ev.stop_requested(), "regular"),
+        (ev.restarted(), "high"),
+        (ev.deleted(), "regular"),
+    ],
+    ids=repr,
+)
+def test_every_event_is_read_back_from_the_subject_it_is_written_to(
+    event: AnyEvent, priority: Priority
+) -> None:
+    assert read_event(subject_of(event, priority), encode_event(event)) == event
+
+
+def test_a_failure_with_a_retry_goes_to_the_work_queue_and_one_without_does_not() -> None:
+    assert subject_of(ev.failed(retry=True), "high") == event_subject(ev.JOB, "job.failed", "high")
+    assert subject_of(ev.failed(retry=False), "high") == event_subject(ev.JOB, "job.failed")
+    retry_off_queue = event_subject(ev.JOB, "job.failed")
+    assert kind_of(encode_event(ev.failed(retry=True)), retry_off_queue) == "wrong_subject"
 
 
 def test_reasons_are_bounded_and_free_of_nul() -> None:
@@ -108,12 +150,15 @@ def test_reasons_are_bounded_and_free_of_nul() -> None:
     assert set(POISON_KINDS) >= {"undecodable", "impossible_transition", "unstorable"}
 
 
-def test_transition_problem_agrees_with_history_problems() -> None:
+def test_step_agrees_with_history_problems() -> None:
     done = fold([ev.submitted(), ev.started(), ev.completed()])
 
-    assert problem(None, ev.submitted()) is None
-    assert problem(None, ev.completed()) == f"job.completed for job {ev.JOB}: before job.submitted"
-    late_start = problem(done, ev.started(2))
-    assert late_start is not None and "started while completed" in late_start
+    assert step(None, ev.submitted()) == fold([ev.submitted()])
+    with pytest.raises(IllegalEvent) as before_submit:
+        step(None, ev.completed())
+    assert str(before_submit.value) == f"job.completed for job {ev.JOB}: before job.submitted"
+    with pytest.raises(IllegalEvent) as late_start:
+        step(done, ev.started(2))
+    assert late_start.value.problem == "started while completed"
     history: list[AnyEvent] = [ev.submitted(), ev.started(), ev.completed(), ev.started(2)]
     assert history_problems(history) == ["event 4 (job.started): started while completed"]

@@ -38,7 +38,6 @@ from conveyor_events import (
     JobSubmitted,
     ReportProgress,
     RestartJob,
-    RunJob,
     StaleAttempt,
     StaleRun,
     StartJob,
@@ -47,7 +46,8 @@ from conveyor_events import (
     decide,
     evolve,
     fold,
-    run_to_queue,
+    not_before,
+    runnable,
 )
 from conveyor_events.events import (
     CompletedData,
@@ -409,11 +409,12 @@ def test_transition(state: str, name: str, outcome: Outcome) -> None:
     else:
         assert after == before
 
-    queued = run_to_queue(before, after)
+    queued = [e for e in produced if runnable(e)]  # the event is the run command
     if outcome.queued:
-        assert queued == RunJob(job_id=JOB, run=after.run, not_before=after.run_at)
+        assert len(queued) == 1 and not_before(queued[0]) == after.run_at
+        assert after.run == (before.run + 1 if before is not None else 1)
     else:
-        assert queued is None
+        assert queued == []
 
 
 # --- error messages -----------------------------------------------------------------------
@@ -612,7 +613,8 @@ def test_retry_requeues_the_job_after_the_backoff() -> None:
     after = job.state
     assert (after.status, after.attempt, after.run, after.attempts_left) == ("pending", 1, 2, 1)
     assert after.error == BOOM
-    assert run_to_queue(before, after) == RunJob(job_id=JOB, run=2, not_before=retry_at)
+    assert runnable(failed) and not_before(failed) == retry_at
+    assert (before.run, after.run) == (1, 2)
 
     job.start(W2)  # run 2
     assert (job.state.status, job.state.attempt) == ("running", 2)
@@ -717,7 +719,7 @@ def test_progress_is_clamped_to_0_100(reported: float, stored: float) -> None:
     assert job.state.progress == stored
 
 
-# --- run_to_queue -------------------------------------------------------------------------
+# --- runnable events: the ones that queue a run ------------------------------------------
 
 
 def test_submit_queues_run_1_not_before_run_at() -> None:
@@ -726,19 +728,18 @@ def test_submit_queues_run_1_not_before_run_at() -> None:
         SubmitJob(job_id=JOB, now=T0, actor=USER, type="noop", run_at=run_at), None
     )
 
-    assert run_to_queue(None, evolve(None, submitted)) == RunJob(
-        job_id=JOB, run=1, not_before=run_at
-    )
+    assert runnable(submitted) and not_before(submitted) == run_at
+    assert evolve(None, submitted).run == 1
 
 
 def test_restart_queues_the_next_run_at_once() -> None:
     job = Job(run_at=at(60))
     job.do(StopJob(**job.user()))
-    before = job.state
 
-    job.do(RestartJob(**job.user()))
+    (restarted,) = job.do(RestartJob(**job.user()))
 
-    assert run_to_queue(before, job.state) == RunJob(job_id=JOB, run=2, not_before=None)
+    assert runnable(restarted) and not_before(restarted) is None
+    assert (job.state.run, job.state.run_at) == (2, None)
 
 
 @pytest.mark.parametrize(
@@ -750,7 +751,9 @@ def test_nothing_is_queued_when_the_run_does_not_change(name: str) -> None:
         name, "running"
     )
     before = fold(history(state))
-    after = fold(history(state) + decide(command(name), before))
+    produced = decide(command(name), before)
+    after = fold(history(state) + produced)
 
-    assert after is not None
-    assert run_to_queue(before, after) is None
+    assert after is not None and before is not None
+    assert not any(runnable(e) for e in produced)
+    assert after.run == before.run

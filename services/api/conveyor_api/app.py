@@ -17,7 +17,7 @@ from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
-from conveyor_bus import EventStore
+from conveyor_bus import JetStreamEventStore
 from conveyor_bus.runtime import bootstrap
 from conveyor_bus.topology import queue_depth
 from conveyor_db import ReadModel, create_pool
@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.state.nc = nc
         reads = ReadModel(pool, timeout=timeout)
-        app.state.service = JobService(EventStore(nc), reads, stop_signal, depth)
+        app.state.service = JobService(JetStreamEventStore(nc), reads, stop_signal, depth)
         try:
             yield
         finally:

@@ -15,7 +15,13 @@ from starlette.routing import Match
 
 from conveyor_bus import BusError, BusUnavailable
 from conveyor_db import DatabaseUnavailable
-from conveyor_events import DomainError, InvalidPayload, InvalidTransition, JobNotFound
+from conveyor_events import (
+    ConcurrencyConflict,
+    DomainError,
+    InvalidPayload,
+    InvalidTransition,
+    JobNotFound,
+)
 
 log = logging.getLogger("conveyor.api")
 
@@ -129,6 +135,12 @@ def install(app: FastAPI) -> None:
         detail = "the event log (NATS JetStream) is unavailable; try again"
         if not isinstance(exc, BusUnavailable):
             detail = f"the event log refused the write: {exc}"
+        return problem(503, detail, headers={"Retry-After": "1"})
+
+    @app.exception_handler(ConcurrencyConflict)
+    async def _conflicts(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
+        log.warning("conflicts: %s", exc)
+        detail = f"{exc}; the job changes too fast right now, try again"
         return problem(503, detail, headers={"Retry-After": "1"})
 
     @app.exception_handler(DatabaseUnavailable)

@@ -10,28 +10,24 @@ from typing import Protocol
 
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
-from conveyor_bus import (
-    BusError,
-    ConcurrencyConflict,
-    EventStore,
-    Loaded,
-    Outcome,
-    StoredEvent,
-    StoredMsg,
-)
+from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.reader import event_lag
 from conveyor_bus.workers import WorkerInfo, live_workers
 from conveyor_db import CheckedRow, JobFilter, Page, ReadModel
 from conveyor_events import (
     AnyCommand,
+    CommandHandler,
+    ConcurrencyConflict,
     DeleteJob,
     InvalidPayload,
     JobNotFound,
     JobState,
+    Loaded,
+    Outcome,
     RestartJob,
     StopJob,
+    StoredEvent,
     SubmitJob,
-    names,
 )
 from conveyor_events.jobtypes import validate_payload
 
@@ -64,7 +60,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _retrieve(task: asyncio.Future[StoredMsg | None]) -> None:
+def _retrieve(task: asyncio.Future[int]) -> None:
     """Done callback of an abandoned log read: its error is not news."""
     if not task.cancelled():
         task.exception()
@@ -73,7 +69,7 @@ def _retrieve(task: asyncio.Future[StoredMsg | None]) -> None:
 class JobService:
     def __init__(
         self,
-        store: EventStore,
+        store: JetStreamEventStore,
         reads: ReadModel,
         stop_signal: StopSignal,
         queue_depth: QueueDepthSource,
@@ -81,6 +77,7 @@ class JobService:
         log_check_timeout_s: float = LOG_CHECK_TIMEOUT_S,
     ) -> None:
         self.store = store
+        self.commands = CommandHandler(store)
         self.reads = reads
         self.log_check_timeout_s = log_check_timeout_s
         self._stop_signal = stop_signal
@@ -109,7 +106,7 @@ class JobService:
             if existing is not None:
                 return Submitted(existing, created=False)
         try:
-            [outcome] = await self.store.submit([command], idempotency_key)
+            [outcome] = await self.commands.submit([command], idempotency_key)
         except ConcurrencyConflict:
             # Another request with the same key won the race (the job id is new, so the
             # idempotency record is the only subject that can conflict).
@@ -121,7 +118,7 @@ class JobService:
         return Submitted(outcome.state, created=True)
 
     async def _idempotent(self, key: str) -> JobState | None:
-        job_id = await self.store.idempotent_job(key)
+        job_id = await self.store.key_owner(key)
         if job_id is None:
             return None
         loaded = await self.store.load(job_id)
@@ -138,7 +135,7 @@ class JobService:
                 errors.append((f"jobs.{index}.{e.field}", f"jobs.{index}.{e}"))
         if errors:
             raise InvalidBatch(errors)
-        outcomes = await self.store.submit(commands)
+        outcomes = await self.commands.submit(commands)
         return [o.state for o in outcomes]
 
     async def stop(self, job_id: str, actor: str) -> JobState:
@@ -156,7 +153,7 @@ class JobService:
     async def _execute(self, command: AnyCommand) -> Outcome:
         if not is_job_id(command.job_id):
             raise JobNotFound(f"job {command.job_id} not found")
-        return await self.store.execute(command)
+        return await self.commands.execute(command)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -167,7 +164,7 @@ class JobService:
         if not is_job_id(job_id):
             raise JobNotFound(f"job {job_id} not found")
         deadline = asyncio.get_running_loop().time() + self.log_check_timeout_s
-        last = asyncio.ensure_future(self.store.last_message(names.event_subject(job_id)))
+        last = asyncio.ensure_future(self.store.last_seq(job_id))
         try:
             row = await self.reads.get_checked(job_id)  # DatabaseUnavailable: 503
         except BaseException:
@@ -183,7 +180,7 @@ class JobService:
         self,
         job_id: str,
         row: CheckedRow,
-        last: asyncio.Future[StoredMsg | None],
+        last: asyncio.Future[int],
         deadline: float,
     ) -> JobState | None:
         """The job's state, given its row (current to the projector's checkpoint, read in the
@@ -196,15 +193,13 @@ class JobService:
         answers alone."""
         try:
             async with asyncio.timeout_at(deadline):
-                msg = await last
-                if msg is None:
+                last_seq = await last
+                if last_seq == 0:
                     return None  # nothing in the log: never submitted
-                if msg.seq <= row.checkpoint:
+                if last_seq <= row.checkpoint:
                     return row.state
-                if row.state is None:
-                    loaded = await self.store.load(job_id)
-                else:
-                    loaded = await self.store.refresh(Loaded(row.state, row.checkpoint))
+                after = Loaded(row.state, row.checkpoint) if row.state is not None else None
+                loaded = await self.store.load(job_id, after=after)
         except (BusError, TimeoutError):
             last.cancel()
             last.add_done_callback(_retrieve)

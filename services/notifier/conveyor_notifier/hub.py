@@ -293,7 +293,7 @@ class Hub:
         self.clients.discard(client)
 
     async def _replay(self, client: Client_, since: int) -> None:
-        subject = names.event_subject(client.job_id) if client.job_id else names.EVENTS_ALL
+        subject = names.job_subjects(client.job_id) if client.job_id else names.EVENTS_ALL
         replayed: deque[tuple[int, bytes]] = deque()
         start = since + 1
         while True:

@@ -7,10 +7,11 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from conveyor_bus import StoredMsg
-from conveyor_events import JobStarted, JobSubmitted, decode_event, encode_event
+from conveyor_events import JobStarted, JobSubmitted, decode_event, encode_event, names, runnable
 from conveyor_events.events import StartedData, SubmittedData
 from conveyor_events.poison import Poison
 from conveyor_notifier.hub import Client_, Overflow, check, frame
@@ -18,7 +19,6 @@ from conveyor_notifier.hub import Client_, Overflow, check, frame
 pytestmark = pytest.mark.unit
 
 JOB = "01JDQ5N3X8W4Y6Z7A9B2C3D4E5"
-SUBJECT = f"conveyor.events.{JOB}"
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 SUBMITTED = encode_event(
@@ -44,7 +44,13 @@ PRETTY = b"""
 
 
 def stored(seq: int, data: bytes) -> StoredMsg:
-    return StoredMsg(seq=seq, subject=SUBJECT, data=data)
+    """``data`` as stored on JOB's subject of its event type (garbage: on its submission's)."""
+    try:
+        event = decode_event(data)
+        subject = names.event_subject(JOB, event.name, "high" if runnable(event) else None)
+    except (msgspec.DecodeError, RecursionError):
+        subject = names.event_subject(JOB, "job.submitted", "high")
+    return StoredMsg(seq=seq, subject=subject, data=data)
 
 
 def frames(*seqs: int) -> list[bytes]:

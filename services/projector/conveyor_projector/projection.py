@@ -6,8 +6,7 @@ import logging
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
-from conveyor_events import AnyEvent, JobState, evolve
-from conveyor_events.poison import transition_problem
+from conveyor_events import AnyEvent, IllegalEvent, JobState, step
 
 log = logging.getLogger("conveyor.projector")
 
@@ -31,15 +30,10 @@ def project(
     to the next, whatever follows its ``job.deleted`` is skipped wherever the batches end."""
     changes = Changes()
     for seq, event in events:
-        current = states.get(event.job_id)
-        problem = transition_problem(current, event)
-        if problem is None:
-            try:
-                state = evolve(current, event)
-            except ValueError as e:
-                problem = str(e)
-        if problem is not None:
-            changes.skipped.append((seq, problem))
+        try:
+            state = step(states.get(event.job_id), event)
+        except IllegalEvent as e:
+            changes.skipped.append((seq, str(e)))
             continue
         states[event.job_id] = state
         if state.deleted:

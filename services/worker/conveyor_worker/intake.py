@@ -1,17 +1,28 @@
-"""Deliveries of run commands, high before regular, with pull requests kept open.
+"""Deliveries of runnable events, strictly high before regular, with pull requests kept open.
 
-A worker with free slots keeps a long-polling pull request open on both work queues, so a
-command reaches it the moment it is queued, whichever its priority (the way nats.go's
-``Consume`` works, rather than polling one queue after the other). Each request asks for as
-many commands as the worker has free slots that no delivery in hand will take. The server
-cannot be told to forget a request, so credit may outlive the free slots it was asked for
-(they filled up meanwhile, from the other queue); a delivery for which there is no free slot
-is handed back at once (``-NAK``: redelivered, to whichever worker asks next). Requests
-expire after ``EXPIRES_S`` and are renewed, which bounds how long such credit lives; one the
-server has lost (a restart) is forgotten a little later, and a new one is made.
+Strict priority means: a free slot takes a high job whenever one is queued, on whichever
+worker the slot frees. So a regular delivery may start only while this worker knows the high
+queue holds nothing for it, and that is known in two ways only:
 
-When a slot frees up, the worker asks both queues and starts what it got high first, so a
-high command overtakes every queued regular one.
+- a **probe** of the high queue (a ``no_wait`` pull request for as many jobs as there are free
+  slots) ended short of its batch: the queue was empty;
+- a **watch** on the high queue (a long-polling pull request for one job) is open and has not
+  delivered: the server would have delivered any high job to it.
+
+A slot that frees while no watch is open (the worker was full) is offered to the high queue
+first: the probe's answer comes before any regular request is sent. A watch asks for one job
+only, so a full worker that receives a high job through it hands it back at once and holds no
+credit to receive it again; the next free slot anywhere takes it.
+
+A regular request is a long poll for the free slots. A delivery that finds no free slot is
+handed back at once (``-NAK``: delivered again, to whichever worker asks next); a high one
+evicts a regular delivery not yet started. Requests expire after ``EXPIRES_S`` and are
+renewed, which bounds how long credit for slots that filled up meanwhile lives; one the server
+has lost (a restart) is forgotten a little after it should have ended.
+
+Deliveries do not say which request they answer (they carry the stream's subject), so each
+queue has at most one request open at a time, and every delivery is counted against it; its
+end (a status message) is recognised by the request's own reply subject.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -36,25 +48,31 @@ from conveyor_worker.support import nak_all
 log = logging.getLogger("conveyor.worker")
 
 EXPIRES_S = 0.5
-"""How long the server holds one pull request open: requests are renewed as they expire,
-so this bounds how long credit a worker no longer wants (its slots filled up) lives."""
+"""How long the server holds a long-polling request open: requests are renewed as they
+expire, so this bounds how long credit a worker no longer wants (its slots filled up) lives."""
 LOST_AFTER_S = EXPIRES_S + 0.25
 """When a request whose end the server never signalled is taken as gone."""
+RENEW_WITHIN_S = 0.02
+"""A watch that expired this recently renews as a watch (nothing came while it was open);
+after longer, the high queue is probed again first."""
+PROBE_PAUSE_S = 0.002
+"""After a probe answered that other requests claim the queued jobs: wait before asking
+again (they are handed back, or taken, in a moment)."""
+
+Kind = Literal["probe", "watch", "poll"]
 
 
 @dataclass(slots=True)
 class _Request:
     reply: str
+    kind: Kind
     left: int
     lost_at: float
 
 
 @dataclass(eq=False)
 class _Queue:
-    """One work queue's open pull request. There is at most one at a time: deliveries do
-    not say which request they answer (they carry the stream's subject), so with one open
-    request every delivery is counted against the right one. Its end (a status message) is
-    recognised by the request's own reply subject."""
+    """One work queue: its open pull request (at most one) and its deliveries in hand."""
 
     priority: names.Priority
     inbox: str
@@ -63,27 +81,42 @@ class _Queue:
     ready: deque[Msg] = field(default_factory=deque)
     sub: Subscription | None = None
     ids: Iterator[int] = field(default_factory=itertools.count)
+    empty_at: float | None = None
+    """When a request last showed the queue had nothing more for us (None: since then
+    something was delivered, or nothing was asked)."""
+    retry_at: float = 0.0
 
-    def credit(self, now: float) -> int:
-        """Commands the server may still deliver to us on the open request."""
+    def current(self, now: float) -> _Request | None:
         if self.open is not None and self.open.lost_at < now:
             self.open = None
-        return self.open.left if self.open is not None else 0
+        return self.open
 
     def delivered(self) -> None:
+        self.empty_at = None
         if self.open is not None:
             self.open.left -= 1
             if self.open.left <= 0:
-                self.open = None
+                self.open = None  # satisfied: the queue may hold more
 
-    def ended(self, reply: str) -> None:
-        if self.open is not None and self.open.reply == reply:
-            self.open = None
+    def ended(self, reply: str, status: str, now: float) -> None:
+        request = self.open
+        if request is None or request.reply != reply:
+            return
+        self.open = None
+        if request.kind == "probe":
+            if status == "404":  # ended short of its batch: nothing more is queued
+                self.empty_at = now
+            elif status == "408":  # queued jobs are claimed by other requests: ask again soon
+                self.retry_at = now + PROBE_PAUSE_S
+        elif status == "408":  # expired: nothing came while it was open
+            self.empty_at = now
 
 
 class Intake:
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, free_slots: Callable[[], int]) -> None:
+        """``free_slots``: slots not taken by an attempt (deliveries in hand not counted)."""
         self.nc = nc
+        self.free_slots = free_slots
         self.wake = asyncio.Event()
         self.closed = False
         self.queues = {
@@ -94,6 +127,7 @@ class Intake:
             )
             for p in names.PRIORITIES
         }
+        self.high, self.regular = self.queues["high"], self.queues["regular"]
 
     async def open(self) -> None:
         for q in self.queues.values():
@@ -108,7 +142,7 @@ class Intake:
             q.ready.clear()
         deadline = time.monotonic() + LOST_AFTER_S
         while time.monotonic() < deadline and any(  # noqa: ASYNC110 (no event to wait on)
-            q.credit(time.monotonic()) for q in self.queues.values()
+            q.current(time.monotonic()) for q in self.queues.values()
         ):
             await asyncio.sleep(0.05)
         for q in self.queues.values():
@@ -116,57 +150,93 @@ class Intake:
                 with contextlib.suppress(Exception):
                     await q.sub.unsubscribe()
 
+    def high_clear(self, now: float) -> bool:
+        """Whether the high queue is known to hold nothing for this worker: a watch is open
+        (any high job would be delivered to it), or a probe just found it empty."""
+        request = self.high.current(now)
+        if request is not None:
+            return request.kind == "watch"
+        return self.high.empty_at is not None and now - self.high.empty_at < RENEW_WITHIN_S
+
+    def _in_hand(self) -> int:
+        return len(self.high.ready) + len(self.regular.ready)
+
     def _receiver(self, q: _Queue) -> Callable[[Msg], Awaitable[None]]:
         async def receive(msg: Msg) -> None:
             status = msg.headers.get("Status") if msg.headers else None
             if status is not None:
                 if status != "100":  # anything but an idle heartbeat ends the request
-                    q.ended(msg.subject)
+                    q.ended(msg.subject, status, time.monotonic())
                     self.wake.set()
                 return
             q.delivered()
             if self.closed:
                 await nak_all([msg])
                 return
+            if self._in_hand() >= self.free_slots():
+                if q is self.high and self.regular.ready:
+                    await nak_all([self.regular.ready.pop()])  # high evicts a regular
+                else:
+                    await nak_all([msg])  # no room: the next free slot anywhere takes it
+                    self.wake.set()
+                    return
             q.ready.append(msg)
             self.wake.set()
 
         return receive
 
     async def request(self, free: int) -> None:
-        """Ask both queues for as many commands as there are free slots that no delivery in
-        hand will take, unless a request is open there already."""
+        """Ask for as many jobs as there are free slots that no delivery in hand will take:
+        the high queue first; the regular queue only once the high one is known clear."""
         if self.closed or not self.nc.is_connected:
             return
         now = time.monotonic()
-        high, regular = self.queues["high"], self.queues["regular"]
-        wanted = free - len(high.ready) - len(regular.ready)
-        for q in (high, regular):
-            if wanted > 0 and q.credit(now) == 0:
-                await self._pull(q, wanted, now)
+        high = self.high
+        for_high = free - len(high.ready)  # regular deliveries in hand give way to high ones
+        if for_high > 0 and high.current(now) is None and now >= high.retry_at:
+            if high.empty_at is not None and now - high.empty_at < RENEW_WITHIN_S:
+                await self._pull(high, "watch", 1, now)
+            else:
+                await self._pull(high, "probe", for_high, now)
+                return  # its answer first
+        wanted = free - self._in_hand()
+        if wanted > 0 and self.high_clear(now) and self.regular.current(now) is None:
+            await self._pull(self.regular, "poll", wanted, now)
 
-    async def _pull(self, q: _Queue, n: int, now: float) -> None:
-        body = {"batch": n, "expires": int(EXPIRES_S * 1e9)}
+    async def _pull(self, q: _Queue, kind: Kind, n: int, now: float) -> None:
+        body: dict[str, object] = {"batch": n}
+        if kind == "probe":
+            body["no_wait"] = True
+        else:
+            body["expires"] = int(EXPIRES_S * 1e9)
         reply = f"{q.inbox}.{next(q.ids)}"
         try:
             await self.nc.publish(q.next_subject, json.dumps(body).encode(), reply=reply)
         except Exception as e:  # disconnected: the next round asks again
             log.debug("pull request on %s failed: %s", q.priority, e)
             return
-        q.open = _Request(reply=reply, left=n, lost_at=now + LOST_AFTER_S)
+        q.open = _Request(reply=reply, kind=kind, left=n, lost_at=now + LOST_AFTER_S)
+        if kind != "probe":
+            q.empty_at = None
 
-    async def take(self, free: int) -> list[Msg]:
-        """Up to ``free`` deliveries to start now, high first; the rest are handed back."""
+    def take(self, free: int) -> list[Msg]:
+        """Up to ``free`` deliveries to start now: high ones first, regular ones only while
+        the high queue is known clear (else they wait for the probe's answer)."""
         out: list[Msg] = []
-        for q in self.queues.values():  # high first
-            while q.ready and len(out) < free:
-                out.append(q.ready.popleft())
-            await nak_all(q.ready)
-            q.ready.clear()
+        high, regular = self.high, self.regular
+        while high.ready and len(out) < free:
+            out.append(high.ready.popleft())
+        if self.high_clear(time.monotonic()):
+            while regular.ready and len(out) < free:
+                out.append(regular.ready.popleft())
         return out
 
     async def wait(self, timeout: float) -> None:
-        """Until a delivery arrives, a request ends or :meth:`poke` is called."""
+        """Until a delivery arrives, a request ends, a probe is due again or :meth:`poke` is
+        called."""
+        pause = self.high.retry_at - time.monotonic()
+        if pause > 0:
+            timeout = min(timeout, pause)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
         self.wake.clear()

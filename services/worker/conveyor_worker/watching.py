@@ -4,7 +4,6 @@ stop requests and the worker's presence heartbeat (ack-wait heartbeats: heartbea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -16,10 +15,16 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded
-from conveyor_bus.appender import BatchAppender
+from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
-from conveyor_events import DomainError, ReportProgress
+from conveyor_events import (
+    CommandHandler,
+    ConcurrencyConflict,
+    DomainError,
+    JobState,
+    Loaded,
+    ReportProgress,
+)
 from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.running import RunningJob
 from conveyor_worker.settings import Settings
@@ -33,8 +38,8 @@ class Watching:
     actor: str
     settings: Settings
     nc: Client
-    store: EventStore
-    appender: BatchAppender
+    store: JetStreamEventStore
+    commands: CommandHandler
     running: dict[str, RunningJob]
     heartbeat_s: float
     heartbeats: Heartbeats
@@ -70,22 +75,17 @@ class Watching:
                 message=message,
             )
             try:
-                outcome = await self.store.apply(
-                    command, Loaded(job.state, job.last_seq), self.appender.append
-                )
-            except ConcurrencyConflict:
-                with contextlib.suppress(BusError):
-                    await self._check_stop(job)
-                if job.pending_progress is None and job.cancel_reason is None:
-                    job.pending_progress = (percent, message)
-                continue
+                outcome = await self.commands.execute(command, Loaded(job.state, job.last_seq))
             except DomainError:
                 job.cancel("fenced")
                 return
-            except BusError as e:
+            except (BusError, ConcurrencyConflict) as e:
                 log.warning("progress of %s not recorded: %s", job.job_id, e)
+                if job.pending_progress is None:
+                    job.pending_progress = (percent, message)
+                await asyncio.sleep(self.settings.progress_interval_s)
                 continue
-            job.state, job.last_seq = outcome.state, outcome.last_seq
+            self._follow(job, outcome.state, outcome.last_seq)
             job.last_progress_at = time.monotonic()
 
     # -- stop requests, heartbeats, presence ----------------------------------------------
@@ -98,8 +98,12 @@ class Watching:
     async def _check_stop(self, job: RunningJob) -> None:
         """Read what was appended to the job since our last append; cancel the handler on a
         stop request or when fenced off."""
-        loaded = await self.store.refresh(Loaded(job.state, job.last_seq))
-        state = loaded.state
+        loaded = await self.store.load(job.job_id, after=Loaded(job.state, job.last_seq))
+        self._follow(job, loaded.state, loaded.last_seq)
+
+    def _follow(self, job: RunningJob, state: JobState | None, last_seq: int) -> None:
+        """What the log says of a running attempt, as read or as written: cancel the handler
+        on a stop request, or when another attempt took the job over."""
         if (
             state is None
             or state.deleted
@@ -108,8 +112,8 @@ class Watching:
         ):
             job.cancel("fenced")
             return
-        job.state, job.last_seq = state, loaded.last_seq
-        if state.stop_requested:
+        job.state, job.last_seq = state, last_seq
+        if state.stop_requested and job.cancel_reason is None:
             log.info("stop requested for %s: cancelling attempt %d", job.job_id, job.attempt)
             job.cancel("stop")
 

@@ -1,5 +1,5 @@
-"""The worker: pulls run commands (high before regular), records each attempt in the log,
-runs the handler with heartbeats, and settles the attempt with one fenced append."""
+"""The worker: takes runnable events off the log (high before regular), records each attempt
+in the log, runs the handler with heartbeats, and settles the attempt with one fenced append."""
 
 from __future__ import annotations
 
@@ -9,39 +9,38 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from conveyor_bus import BusError, ConcurrencyConflict, EventStore, Loaded, Write
+from conveyor_bus import BusError, JetStreamEventStore
+from conveyor_bus.acks import ack_info
 from conveyor_bus.appender import BatchAppender
-from conveyor_bus.store import CONFLICT_RETRIES
 from conveyor_bus.workers import forget_worker
 from conveyor_events import (
     AnyCommand,
     AnyEvent,
+    CommandHandler,
     CompleteJob,
+    ConcurrencyConflict,
     ConfirmStop,
-    DomainError,
     ErrorInfo,
     FailJob,
     InvalidTransition,
     JobCompleted,
     JobFailed,
     JobNotFound,
-    JobStarted,
     JobState,
     JobStopped,
-    RunJob,
+    Loaded,
     StartJob,
-    decide,
-    decode_run,
-    evolve,
+    fold,
     names,
+    not_before,
 )
+from conveyor_worker import delivery
+from conveyor_worker.delivery import Ack, Conclude, Delivery, Nak, Start, Term
 from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.intake import Intake
@@ -64,17 +63,19 @@ class Worker(Watching):
         self.id = settings.worker_id
         self.actor = f"worker:{self.id}"
         self.nc = nc
-        self.store = EventStore(nc)
+        self.store = JetStreamEventStore(nc)
         self.appender = BatchAppender(self.store)
+        self.commands = CommandHandler(self.store, append=self.appender.append)
         self.handlers = handlers
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
-        self.intake = Intake(nc)
+        self.intake = Intake(nc, lambda: self.settings.concurrency - self._reserved)
         self._stopping = asyncio.Event()
         self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._grace_over = False
         self.heartbeat_s = max(0.2, min(settings.ack_wait_s / 3, 10.0))
+        self.ack_wait_s = settings.ack_wait_s
         self.metrics = WorkerMetrics()
         self.heartbeats = Heartbeats(
             settings.nats_url, f"conveyor-worker-{self.id}", self.heartbeat_s, self.metrics
@@ -114,10 +115,13 @@ class Worker(Watching):
         may have created them with another setting than ours)."""
         js = self.nc.jetstream()
         ack_waits = [
-            (await js.consumer_info(names.STREAM, names.run_consumer(p))).config.ack_wait
+            float(
+                (await js.consumer_info(names.STREAM, names.run_consumer(p))).config.ack_wait or 30
+            )
             for p in names.PRIORITIES
         ]
-        self.heartbeat_s = max(0.2, min(min(float(a or 30) for a in ack_waits) / 3, 10.0))
+        self.ack_wait_s = min(ack_waits)
+        self.heartbeat_s = max(0.2, min(self.ack_wait_s / 3, 10.0))
         self.heartbeats.interval_s = self.heartbeat_s
 
     def shutdown(self) -> None:
@@ -150,35 +154,13 @@ class Worker(Watching):
         await intake.open()
         try:
             while not self._stopping.is_set():
-                self._start(await intake.take(self.settings.concurrency - self._reserved))
+                for msg in intake.take(self.settings.concurrency - self._reserved):
+                    self._reserved += 1
+                    self._spawn(self._attempt(msg), "attempt")
                 await intake.request(self.settings.concurrency - self._reserved)
                 await intake.wait(self.settings.idle_poll_s)
         finally:
             await intake.close()
-
-    def _start(self, msgs: Sequence[Msg]) -> None:
-        if msgs:
-            self._reserved += len(msgs)
-            self._spawn(self._begin_all(msgs), "begin")
-
-    async def _begin_all(self, msgs: Sequence[Msg]) -> None:
-        """Start the attempts of a batch of deliveries, their jobs loaded in one read where
-        they are fresh (most are: only a retry or a restart has more history)."""
-        fresh: dict[str, Loaded] = {}
-        try:
-            ids = []
-            for msg in msgs:
-                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                    ids.append(decode_run(msg.data).job_id)
-            fresh = await self.store.load_submitted(ids)
-        except Exception as e:  # each attempt reads its job on its own instead
-            log.debug("batched read of %d jobs failed: %s", len(msgs), e)
-        except BaseException:
-            for _ in msgs:
-                self._release()
-            raise
-        for msg in msgs:
-            self._spawn(self._attempt(msg, fresh), "attempt")
 
     def _release(self) -> None:
         self._reserved -= 1
@@ -186,98 +168,92 @@ class Worker(Watching):
 
     # -- one attempt ---------------------------------------------------------------------
 
-    async def _attempt(self, msg: Msg, fresh: dict[str, Loaded]) -> None:
+    async def _attempt(self, msg: Msg) -> None:
         try:
-            job = await self._begin(msg, fresh)
+            job = await self._begin(msg)
             if job is not None:
                 await self._execute(job)
-        except BusError as e:
-            log.warning("NATS unavailable while starting a job (%s); handing it back", e)
+        except (BusError, ConcurrencyConflict) as e:
+            log.warning("cannot start a job now (%s); handing it back", e)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
         except Exception:
-            log.exception("attempt crashed; the command will be redelivered")
+            log.exception("attempt crashed; the delivery will be redelivered")
         finally:
             self._release()
 
-    async def _begin(self, msg: Msg, fresh: dict[str, Loaded]) -> RunningJob | None:
-        """Decode the command and record ``job.started``; None when there is nothing to run.
-        ``fresh`` holds jobs already read (taken from it: one attempt per read)."""
-        try:
-            cmd = decode_run(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            await self._poison(msg, "undecodable", f"unreadable run command: {e}")
+    async def _begin(self, msg: Msg) -> RunningJob | None:
+        """Triage the delivery, decide its start and record ``job.started``; None when there
+        is nothing to run. A fresh submission needs no read: the delivered event is the
+        job's whole history."""
+        seq = ack_info(msg.reply).stream_seq
+        triaged = delivery.triage(
+            seq,
+            msg.subject,
+            msg.data,
+            now=utc_now(),
+            stopping=self._stopping.is_set(),
+            hold_limit_s=self.ack_wait_s,
+        )
+        if not isinstance(triaged, Delivery):
+            await self._answer(msg, triaged)
             return None
-        if cmd.not_before is not None:
-            wait = (cmd.not_before - utc_now()).total_seconds()
-            if wait > 0.01:
-                await msg.nak(delay=min(wait, self.settings.ack_wait_s))
+        if triaged.fresh:
+            run, known = 1, triaged.known()
+        else:
+            history = await self.store.history(triaged.job_id)
+            found = delivery.run_of(history, seq)
+            if found is None:
+                await self._answer(msg, Nak(delivery.LAG_RETRY_S, "history not read up to it"))
                 return None
-        if self._stopping.is_set():
-            await msg.nak()
+            run, known = found, Loaded(fold(e.event for e in history), history[-1].seq)
+        start = self._start_command(triaged.job_id, run)
+        verdict, outcome = await self.commands.handle(
+            triaged.job_id, lambda loaded: delivery.plan(triaged, loaded, start), known
+        )
+        if not isinstance(verdict, Start | Conclude):
+            await self._answer(msg, verdict)
             return None
-        for conflict in range(CONFLICT_RETRIES):
-            loaded = fresh.pop(cmd.job_id, None) or await self.store.load(cmd.job_id)
-            if loaded.state is None:
-                # The command and the job's first event are written together, so an empty
-                # history is either a read that missed it (a lagging replica) or a command
-                # for a job that never existed: the stream's leader knows which.
-                if not await self.store.on_leader(cmd.job_id):
-                    await self._poison(msg, "unknown_job", f"no job {cmd.job_id} in the log")
-                    return None
-                log.warning("no history for %s yet; retrying later", cmd.job_id)
-                await msg.nak(delay=1.0)
-                return None
-            if cmd.run > loaded.state.run:
-                # a run the job has not reached in our read: a read that lags behind a retry
-                # or a restart, never a reason to drop the command
-                log.warning("run %d of %s not in our read yet; retrying", cmd.run, cmd.job_id)
-                await msg.nak(delay=1.0)
-                return None
-            try:
-                events = decide(self._start_command(cmd), loaded.state)
-            except DomainError as e:
-                log.debug("skipping %s: %s", cmd.job_id, e)
-                await msg.ack()
-                return None
-            write = Write(job_id=cmd.job_id, events=events, expected_seq=loaded.last_seq)
-            try:
-                await self.appender.append(write)
-            except ConcurrencyConflict:
-                await asyncio.sleep(0.005 * conflict)
-                continue
-            assert loaded.state is not None
-            if not isinstance(events[0], JobStarted):  # a stop, or the max-deliveries rule
-                self._count_outcome(loaded.state, events[0], None)
-                await msg.ack()
-                return None
-            state = evolve(loaded.state, events[0])
-            job = RunningJob(msg=msg, state=state, last_seq=write.seqs[-1])
-            self._count_start(state, cmd, msg)
-            if (older := self.running.get(job.job_id)) is not None:
-                older.cancel("fenced")  # our own earlier attempt was taken over
-            self.running[job.job_id] = job
-            if self._grace_over:
-                job.cancel("shutdown")
-            return job
-        await msg.nak(delay=1.0)
-        return None
+        assert outcome is not None
+        if isinstance(verdict, Conclude):  # a stop, or the max-deliveries rule
+            self._count_outcome(outcome.state, verdict.events[0], None)
+            await msg.ack()
+            return None
+        job = RunningJob(msg=msg, state=outcome.state, last_seq=outcome.last_seq)
+        self._count_start(job.state, triaged, msg)
+        if (older := self.running.get(job.job_id)) is not None:
+            older.cancel("fenced")  # our own earlier attempt was taken over
+        self.running[job.job_id] = job
+        if self._grace_over:
+            job.cancel("shutdown")
+        return job
 
-    def _start_command(self, cmd: RunJob) -> StartJob:
+    async def _answer(self, msg: Msg, verdict: Ack | Nak | Term) -> None:
+        if isinstance(verdict, Ack):
+            log.debug("acking %s: %s", msg.subject, verdict.reason)
+            await msg.ack()
+        elif isinstance(verdict, Nak):
+            await msg.nak(delay=verdict.delay_s or None)
+        else:
+            await self._poison(msg, verdict)
+
+    def _start_command(self, job_id: str, run: int) -> StartJob:
         return StartJob(
-            job_id=cmd.job_id,
+            job_id=job_id,
             now=utc_now(),
             actor=self.actor,
             worker_id=self.id,
-            run=cmd.run,
+            run=run,
             max_deliveries=self.settings.max_deliveries,
         )
 
-    async def _poison(self, msg: Msg, reason: str, detail: str) -> None:
-        """Terminate a run command that can never run: no redelivery, counted, logged."""
-        log.error("terminating run command at seq %s: %s", msg.metadata.sequence.stream, detail)
-        self.metrics.poison.labels(reason).inc()
+    async def _poison(self, msg: Msg, verdict: Term) -> None:
+        """Terminate a delivery that can never run: no redelivery, counted, logged."""
+        seq = ack_info(msg.reply).stream_seq
+        log.error("terminating the delivery of seq %d (%s): %s", seq, verdict.kind, verdict.reason)
+        self.metrics.poison.labels(verdict.kind).inc()
         # "+TERM <reason>": JetStream's MSG_TERMINATED advisory carries the reason
+        detail = f"{verdict.kind}: {verdict.reason}"
         await self.nc.publish(msg.reply, b"+TERM " + detail.encode(errors="replace")[:512])
 
     @staticmethod
@@ -286,11 +262,12 @@ class Worker(Watching):
             return None
         return time.monotonic() + state.timeout_s + _TIMEOUT_MARGIN_S
 
-    def _count_start(self, state: JobState, cmd: RunJob, msg: Msg) -> None:
+    def _count_start(self, state: JobState, triaged: Delivery, msg: Msg) -> None:
         self.metrics.started.labels(state.type, state.priority).inc()
-        queued = msg.metadata.timestamp
-        if cmd.not_before is not None and cmd.not_before > queued:
-            queued = cmd.not_before
+        queued = triaged.event.at
+        due = not_before(triaged.event)
+        if due is not None and due > queued:
+            queued = due
         wait = (utc_now() - queued).total_seconds()
         self.metrics.queue_wait.labels(state.priority).observe(max(wait, 0.0))
 
@@ -409,17 +386,12 @@ class Worker(Watching):
         """Append the attempt's outcome (fenced by the expected sequence), then ack. While
         NATS is away it keeps trying (the attempt keeps its heartbeat), so a finished
         handler is not run again."""
-        loaded: Loaded | None = Loaded(job.state, job.last_seq)
         for delay in retry_delays():
             try:
-                if loaded is None:
-                    loaded = await self.store.refresh(Loaded(job.state, job.last_seq))
-                outcome = await self.store.apply(command, loaded, self.appender.append)
+                outcome = await self.commands.execute(command, Loaded(job.state, job.last_seq))
                 for stored in outcome.events:
                     self._count_outcome(job.state, stored.event, run_s)
                 break
-            except ConcurrencyConflict:
-                loaded = None  # someone appended (a stop request): decide again on a fresh read
             except (InvalidTransition, JobNotFound) as e:
                 if await self._settled_by_us(job):
                     break  # our outcome landed but its publish ack was lost: done
@@ -427,7 +399,7 @@ class Worker(Watching):
                 log.warning("attempt %d of %s fenced off: %s", job.attempt, job.job_id, e)
                 self.metrics.fenced.inc()
                 return
-            except BusError as e:
+            except (BusError, ConcurrencyConflict) as e:
                 log.warning("cannot record outcome of %s yet: %s", job.job_id, e)
                 await asyncio.sleep(delay)
         await job.msg.ack()

@@ -1,0 +1,152 @@
+"""What a worker does with one delivery, as pure functions: the NATS calls are around them
+(worker.py).
+
+A delivery is a runnable event read straight from the log (``job.submitted``,
+``job.restarted``, ``job.failed`` with a retry): the event is the run command. The worker
+first triages it (:func:`triage`: poison is terminated, a run not yet due is held back, a
+stopping worker hands it back), then decides the start on the job's state (:func:`plan`),
+inside the command handler's loop: when another writer appended first, the job is read
+again and planned again.
+
+For a fresh submission the delivered event is the job's whole history, so the state comes
+from the event itself and ``job.started`` is appended expecting the event's own sequence:
+no read at all. A conflict (a stop came in; a redelivery after a crash) makes it read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from conveyor_events import (
+    AnyEvent,
+    DomainError,
+    JobStarted,
+    JobSubmitted,
+    Loaded,
+    StartJob,
+    StoredEvent,
+    decide,
+    not_before,
+    runnable,
+    step,
+)
+from conveyor_events.poison import Poison, read_event
+
+DUE_SLACK_S = 0.01
+"""A run due this soon is started now."""
+LAG_RETRY_S = 1.0
+"""When a read has not caught up with the delivered event yet (a lagging replica)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Nothing to run (the job was stopped, deleted, finished, or the run superseded)."""
+
+    reason: str
+    events: tuple[AnyEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Nak:
+    """Hand it back, to be delivered again after ``delay_s``."""
+
+    delay_s: float
+    reason: str
+    events: tuple[AnyEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """It can never run (not an event of the log): terminate it, no redelivery."""
+
+    kind: str
+    """What is wrong with it (a poison kind), for the metric."""
+    reason: str
+    events: tuple[AnyEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Append ``job.started``, then run the handler."""
+
+    events: list[AnyEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Conclude:
+    """Append these events instead of a start (a pending stop won; the run was started too
+    often), then ack."""
+
+    events: list[AnyEvent] = field(default_factory=list)
+
+
+Verdict = Ack | Nak | Term | Start | Conclude
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A runnable event as delivered: its sequence in the log, and the event."""
+
+    seq: int
+    event: AnyEvent
+
+    @property
+    def job_id(self) -> str:
+        return self.event.job_id
+
+    @property
+    def fresh(self) -> bool:
+        """A submission: the event is the job's whole history up to its sequence."""
+        return isinstance(self.event, JobSubmitted)
+
+    def known(self) -> Loaded:
+        """The job as the delivered submission alone tells it."""
+        return Loaded(step(None, self.event), self.seq)
+
+
+def triage(
+    seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool, hold_limit_s: float
+) -> Delivery | Nak | Term:
+    """What can be told from the delivery alone. ``hold_limit_s``: the longest a run not yet
+    due is held back at a time (the consumer's ack wait)."""
+    read = read_event(subject, data)
+    if isinstance(read, Poison):
+        return Term(read.kind, read.reason)
+    if not runnable(read):  # read_event checks the subject says so; belt and braces
+        return Term("wrong_subject", f"{read.name} is not a run request")
+    due = not_before(read)
+    if due is not None:
+        wait = (due - now).total_seconds()
+        if wait > DUE_SLACK_S:
+            return Nak(min(wait, hold_limit_s), f"due in {wait:.3f}s")
+    if stopping:
+        return Nak(0.0, "the worker is stopping")
+    return Delivery(seq, read)
+
+
+def run_of(history: Sequence[StoredEvent], seq: int) -> int | None:
+    """Which run of its job the runnable event at ``seq`` asks for: how many runnable events
+    the history holds up to it (None: the history does not reach it yet)."""
+    run = 0
+    for stored in history:
+        if stored.seq > seq:
+            break
+        run += runnable(stored.event)
+        if stored.seq == seq:
+            return run
+    return None
+
+
+def plan(delivery: Delivery, loaded: Loaded, start: StartJob) -> Verdict:
+    """The start of ``start.run`` of the delivered job, decided on ``loaded``."""
+    if loaded.state is None or loaded.last_seq < delivery.seq:
+        return Nak(LAG_RETRY_S, f"the read of {delivery.job_id} lags behind seq {delivery.seq}")
+    try:
+        events = decide(start, loaded.state)
+    except DomainError as e:
+        return Ack(f"nothing to run: {e}")
+    if isinstance(events[0], JobStarted):
+        return Start(events)
+    return Conclude(events)
