@@ -11,8 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import run_sync
 
-from conveyor_cli.embedded import free_port
+from conveyor_bus import connect
+from conveyor_bus.runtime import EXIT_LAYOUT
+from conveyor_cli.embedded import NatsServer, free_port
+from support.legacy import LegacyLog, write_legacy_log
 
 pytestmark = pytest.mark.e2e
 
@@ -103,3 +107,62 @@ def test_up_runs_everything_restarts_the_dead_and_keeps_data(tmp_path: Path) -> 
     with Up(data) as again:
         earlier = again.http.get(f"/api/v1/jobs/{job.json()['id']}")
         assert earlier.status_code == 200 and earlier.json()["status"] == "completed"
+
+
+def test_up_over_a_log_of_the_old_layout_migrates_it_and_runs_what_was_queued(
+    tmp_path: Path,
+) -> None:
+    """A ``.conveyor/`` written by Conveyor before 2026-12: a service started on its own stops
+    and says to run ``conveyor migrate``; ``make up`` runs it, the queued jobs run, the
+    finished ones and the idempotency key are kept, and verify passes."""
+    data = tmp_path / "data"
+    old = NatsServer(data / "nats").start()
+    try:
+        log = run_sync(_write_legacy(old.url))
+        alone = subprocess.run(
+            [sys.executable, "-m", "conveyor_cli.main", "worker"],
+            env={**os.environ, "NATS_URL": old.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert alone.returncode == EXIT_LAYOUT, alone.stderr
+        assert "run `conveyor migrate`" in alone.stderr
+    finally:
+        old.stop()
+
+    with Up(data) as up:
+        output = up.log.read_text()
+        assert "the event log is in the old layout" in output and "is sealed" in output
+        for job_id, status in log.jobs.items():
+            if status == "pending":
+                up.wait_completed(job_id)
+            elif status == "deleted":
+                assert up.http.get(f"/api/v1/jobs/{job_id}").status_code == 404
+            else:
+                got = up.http.get(f"/api/v1/jobs/{job_id}")
+                assert got.status_code == 200 and got.json()["status"] == status, (job_id, got.text)
+        again = up.http.post(
+            "/api/v1/jobs", json={"type": "noop"}, headers={"Idempotency-Key": log.key}
+        )
+        assert (again.status_code, again.json()["id"]) == (200, log.keyed_job)
+        urls = {
+            "NATS_URL": f"nats://127.0.0.1:{up.ports['nats']}",
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{up.ports['postgres']}/conveyor",
+        }
+        verified = subprocess.run(
+            [sys.executable, "-m", "conveyor_cli.main", "verify", "--wait", "20"],
+            env={**os.environ, **urls},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def _write_legacy(url: str) -> LegacyLog:
+    nc = await connect(url, "legacy-writer")
+    try:
+        return await write_legacy_log(nc)
+    finally:
+        await nc.close()

@@ -72,7 +72,9 @@ async def migrate_layout(
     nc: Client, *, replicas: int = 1, progress: Progress | None = None
 ) -> Migrated:
     """Copy the old stream into the new one, then seal the old one. Refuses while services
-    use the old stream. Run again after an interruption, it resumes."""
+    use the old stream. Run again after an interruption, it resumes. The new stream stays
+    marked as being migrated (no service starts on it) until :func:`mark_migrated`, once the
+    read model was rebuilt from it."""
     legacy = await stream_info(nc, names.LEGACY_STREAM)
     if legacy is None:
         raise LayoutError(f"there is no stream {names.LEGACY_STREAM} to migrate")
@@ -94,7 +96,6 @@ async def migrate_layout(
         )
     copied, left_behind = await _Copier(nc).copy(start, until, progress)
     await _seal(nc, legacy)
-    await _mark_done(nc, until)
     return Migrated(copied, left_behind, until)
 
 
@@ -223,7 +224,8 @@ async def _seal(nc: Client, legacy: dict[str, Any]) -> None:
     await api_request(nc, f"$JS.API.STREAM.UPDATE.{names.LEGACY_STREAM}", config)
 
 
-async def _mark_done(nc: Client, until: int) -> None:
+async def mark_migrated(nc: Client, until: int) -> None:
+    """The copy is complete and the read model rebuilt: services may start on the new log."""
     current = await stream_info(nc, names.STREAM)
     assert current is not None
     config = current["config"]

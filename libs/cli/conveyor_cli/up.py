@@ -84,7 +84,11 @@ def up(
             pg = PostgresServer(data_dir / "postgres", postgres_port).start()
             env["DATABASE_URL"] = pg.url()
             print(f"postgresql    {pg.url()} (data {pg.data_dir})", flush=True)
-        subprocess.run([sys.executable, "-m", "conveyor_cli.main", "migrate"], env=env, check=True)
+        migrate = [sys.executable, "-m", "conveyor_cli.main", "migrate"]
+        migrated = subprocess.run(migrate, env=env).returncode
+        if migrated != 0:
+            print(f"conveyor migrate exited with {migrated}: nothing started", flush=True)
+            return migrated
         running = services(workers, api_port, notifier_port)
         for svc in running:
             svc.start(env)
