@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test check lint typecheck format venv clean unit integration e2e browser soak bench
+.PHONY: up test check lint typecheck format venv chromium clean unit integration e2e browser soak bench
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv \
@@ -19,7 +19,11 @@ venv: $(UV)
 up: venv
 	$(BIN)/conveyor up
 
-test: venv
+# The dashboard tests drive Debian's chromium; installed (apt-get, as root) when missing.
+chromium:
+	@tests/browser/install-chromium.sh
+
+test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -28,7 +32,7 @@ unit: venv
 integration: venv
 	$(BIN)/python -m pytest -m "integration or e2e" $(PYTEST_ARGS)
 
-browser: venv
+browser: venv chromium
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 # The fault battery bigger and longer: CONVEYOR_SOAK_SCALE multiplies the jobs and events of

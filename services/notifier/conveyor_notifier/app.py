@@ -29,7 +29,6 @@ from prometheus_client import (
 )
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -44,9 +43,10 @@ _JOB_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
 SLOW_CLIENT_CLOSE_S = 5.0
-"""How long a client disconnected for being slow has to read what is queued for it, the 1013
-close frame last, before the connection is cut: a client that resumes reading learns why it
-was closed and from which ``seq`` to reconnect."""
+"""How long the kernel may take to accept what is still buffered for a client disconnected
+for being slow (the 1013 close frame last) before the connection is cut instead."""
+CLOSE_HEADROOM = 64 * 1024
+"""Kernel send buffer beyond what is buffered when a slow client is closed."""
 
 
 class Notifier:
@@ -122,9 +122,7 @@ class Notifier:
         if client.overflowed:
             self.slow_disconnects.inc()
             log.info("disconnecting a slow client (%d frames behind)", client.limit)
-            ws.close_timeout = SLOW_CLIENT_CLOSE_S
-            with contextlib.suppress(ConnectionClosed):
-                await ws.close(TRY_AGAIN_LATER, "too slow; reconnect with since=<last seq>")
+            await _hand_over_close(ws, TRY_AGAIN_LATER, "too slow; reconnect with since=<last seq>")
 
     async def _send(self, ws: ServerConnection, client: Client_) -> None:
         with contextlib.suppress(Overflow):
@@ -155,6 +153,41 @@ class _Frames:
         except OSError:
             return False
         return self.ws.protocol.state is State.OPEN
+
+
+async def _hand_over_close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close a client that does not read, so that it still gets ``code`` whenever it reads
+    again, while this process lets go of it at once.
+
+    The close frame goes after the frames already written, so it waits behind them in the
+    transport's buffer until the client reads. A closing handshake with a timeout (the
+    library's ``close``) ends by aborting the transport, which throws the buffer away, close
+    frame and all. Instead, the kernel's send buffer is made big enough to take everything
+    still buffered, and the socket is closed gracefully: the kernel delivers the frames, the
+    1013 last, and the FIN whenever the client reads (or gives up on a client that is gone),
+    and nothing of it stays in this process. Only when the kernel cannot take all of it in
+    ``SLOW_CLIENT_CLOSE_S`` is the transport aborted."""
+    if ws.protocol.state is not State.OPEN:
+        return
+    ws.protocol.send_close(code, reason)
+    transport = ws.transport
+    for data in ws.protocol.data_to_send():
+        if data:  # b"" asks for a half-close, which closing the socket does
+            transport.write(data)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # the kernel's buffer is full already: grow it by what is left
+        with contextlib.suppress(OSError):
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            more = transport.get_write_buffer_size() + CLOSE_HEADROOM
+            # the kernel doubles what it is given, and counts its bookkeeping against it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size + more)
+    transport.close()  # flushes into the kernel, then closes the socket (no RST)
+    try:
+        async with asyncio.timeout(SLOW_CLIENT_CLOSE_S):
+            await ws.wait_closed()
+    except TimeoutError:
+        log.warning("a slow client's last frames did not fit the kernel's buffer; cut off")
+        transport.abort()
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
