@@ -2,7 +2,7 @@
 
 A pull consumer hands nats-py one message at a time (a task and a timer each): about 15,000
 events/s on the reference machine, short of what ``conveyor replay`` needs. A batched direct
-get (``{"seq": S, "next_by_subj": "conveyor.events.*", "batch": N}``) answers N stored
+get (``{"seq": S, "next_by_subj": "conveyor.job.>", "batch": N}``) answers N stored
 events in stream order on one inbox, about three times faster, and needs no consumer.
 
 Each stored message carries how many matching messages follow it (``Nats-Num-Pending``); one
