@@ -66,7 +66,7 @@ def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str
         "ack_wait": int(ack_wait_s * 10**9),
         "deliver_policy": "all",
         "max_deliver": -1,
-        "max_ack_pending": 20_000,
+        "max_ack_pending": -1,  # runs held until due must not stop due ones (ADR 0010)
         "max_waiting": 2048,
         "replay_policy": "instant",
     }

@@ -107,10 +107,11 @@ class Delivery:
 
 
 def triage(
-    seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool, hold_limit_s: float
+    seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool
 ) -> Delivery | Nak | Term:
-    """What can be told from the delivery alone. ``hold_limit_s``: the longest a run not yet
-    due is held back at a time (the consumer's ack wait)."""
+    """What can be told from the delivery alone. A run not yet due is handed back until it
+    is due, in one delayed nak: it is delivered twice in all, however far off it is (the
+    consumers have no ``max_ack_pending``, so held runs never stop due ones: ADR 0010)."""
     read = read_event(subject, data)
     if isinstance(read, Poison):
         return Term(read.kind, read.reason)
@@ -120,7 +121,7 @@ def triage(
     if due is not None:
         wait = (due - now).total_seconds()
         if wait > DUE_SLACK_S:
-            return Nak(min(wait, hold_limit_s), f"due in {wait:.3f}s")
+            return Nak(wait, f"due in {wait:.3f}s")
     if stopping:
         return Nak(0.0, "the worker is stopping")
     return Delivery(seq, read)

@@ -193,7 +193,6 @@ class Worker(Watching):
             msg.data,
             now=utc_now(),
             stopping=self._stopping.is_set(),
-            hold_limit_s=self.ack_wait_s,
         )
         if not isinstance(triaged, Delivery):
             await self._answer(msg, triaged)

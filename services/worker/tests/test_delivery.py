@@ -34,9 +34,7 @@ NOW = ev.T0 + timedelta(minutes=1)
 
 def triage(event: AnyEvent, seq: int = 1, *, stopping: bool = False) -> object:
     subject = subject_of(event, "regular")
-    return delivery.triage(
-        seq, subject, encode_event(event), now=NOW, stopping=stopping, hold_limit_s=30
-    )
+    return delivery.triage(seq, subject, encode_event(event), now=NOW, stopping=stopping)
 
 
 def start(run: int = 1, max_deliveries: int | None = None) -> StartJob:
@@ -63,7 +61,7 @@ def test_a_fresh_submission_is_its_own_history() -> None:
 
 def test_bytes_that_are_no_event_are_terminated() -> None:
     subject = names.event_subject(ev.JOB, "job.submitted", "regular")
-    got = delivery.triage(1, subject, b"\x00garbage", now=NOW, stopping=False, hold_limit_s=30)
+    got = delivery.triage(1, subject, b"\x00garbage", now=NOW, stopping=False)
 
     assert isinstance(got, Term) and got.kind == "undecodable"
 
@@ -71,17 +69,17 @@ def test_bytes_that_are_no_event_are_terminated() -> None:
 def test_another_jobs_event_on_the_queue_is_terminated() -> None:
     subject = names.event_subject("01OTHER0000000000000000000", "job.submitted", "regular")
     raw = encode_event(ev.submitted())
-    got = delivery.triage(1, subject, raw, now=NOW, stopping=False, hold_limit_s=30)
+    got = delivery.triage(1, subject, raw, now=NOW, stopping=False)
 
     assert isinstance(got, Term) and got.kind == "wrong_subject"
 
 
-def test_a_run_not_yet_due_is_held_back_at_most_the_ack_wait() -> None:
+def test_a_run_not_yet_due_is_held_back_until_it_is_due() -> None:
     soon = triage(ev.submitted(run_at=NOW + timedelta(seconds=5)))
     later = triage(ev.failed(retry=True, retry_at=NOW + timedelta(hours=1)))
 
     assert isinstance(soon, Nak) and soon.delay_s == pytest.approx(5)
-    assert isinstance(later, Nak) and later.delay_s == 30
+    assert isinstance(later, Nak) and later.delay_s == pytest.approx(3600)
     assert isinstance(triage(ev.submitted(run_at=NOW - timedelta(seconds=1))), Delivery)
 
 
