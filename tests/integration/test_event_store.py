@@ -129,3 +129,59 @@ async def test_garbage_on_a_jobs_subjects_is_left_out_of_its_history(nc: Client)
     outcome = await handler.execute(StopJob(job_id=job_id, now=now(), actor="user:test"))
     assert outcome.state.status == "stopped"
     assert [e.event.name for e in await store.history(job_id)] == ["job.submitted", "job.stopped"]
+
+
+async def long_history(nc: Client, job_id: str, progress: int) -> JetStreamEventStore:
+    store = JetStreamEventStore(nc)
+    handler = CommandHandler(store)
+    await handler.submit([submit(job_id)])
+    outcome = await handler.execute(
+        StartJob(job_id=job_id, now=now(), actor="worker:w", worker_id="w", run=1)
+    )
+    for i in range(progress):
+        outcome = await handler.execute(
+            ReportProgress(job_id=job_id, now=now(), actor="worker:w", attempt=1, progress=i / 3),
+            Loaded(outcome.state, outcome.last_seq),
+        )
+    return store
+
+
+async def test_a_reply_that_lost_messages_is_an_error_not_a_shorter_history(nc: Client) -> None:
+    """The replies of a batched direct get are core NATS messages, which a client that falls
+    behind drops (a slow consumer). A getter whose subscription may queue only 4 of them
+    loses some of a 200-message reply for real (2 KB messages arrive over many socket reads,
+    so most of the time the end of the batch still gets through, and the chain check names
+    the loss; when the end is lost too, the read times out): the read fails instead of
+    answering less. The chain check itself is unit-tested in libs/bus/tests."""
+    js = nc.jetstream()
+    job_id = "01STORE000000000000000000A"
+    for _ in range(200):
+        await js.publish(names.event_subject(job_id, "job.progressed"), b"x" * 2048)
+    for n in range(200):  # the last message of 200 subjects: one multi_last reply
+        await js.publish(f"conveyor.job.01LOST{n:020d}.deleted", b"y" * 2048)
+    full = DirectGetter(nc)
+    assert len(await full.all_by_subject(names.STREAM, names.job_subjects(job_id))) == 200
+    assert len(await full.last_per_subject(names.STREAM, "conveyor.job.*.deleted")) == 200
+    lossy = DirectGetter(nc, pending_msgs_limit=4)
+
+    for _ in range(3):
+        with pytest.raises(BusUnavailable, match=r"lost messages|timed out"):
+            await lossy.all_by_subject(names.STREAM, names.job_subjects(job_id))
+        with pytest.raises(BusUnavailable, match=r"lost messages|timed out"):
+            await lossy.last_per_subject(names.STREAM, "conveyor.job.*.deleted")
+
+
+async def test_a_history_is_read_a_page_at_a_time(nc: Client) -> None:
+    job_id = "01STORE0000000000000000009"
+    store = await long_history(nc, job_id, 1500)
+    everything = await store.history(job_id)
+    assert len(everything) == 1502
+
+    first = await store.history(job_id, limit=10)
+    middle = await store.history(job_id, after_seq=everything[999].seq, limit=600)
+    rest = await store.history(job_id, after_seq=everything[-2].seq)
+
+    assert first == everything[:10]
+    assert middle == everything[1000:1502]  # fewer than asked for: the end
+    assert rest == everything[-1:]
+    assert await store.history(job_id, after_seq=everything[-1].seq) == []

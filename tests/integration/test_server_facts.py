@@ -10,7 +10,12 @@ If an upgrade changes one of these, this module fails first, and says which fact
   priority straight from the log, and nothing else;
 - a ``no_wait`` pull request ends with a 404 status when it got fewer messages than asked
   for, and without a status when it got all of them (the worker's probe of the high queue);
-- a sealed stream refuses every write; stream metadata round-trips.
+- a sealed stream refuses every write; stream metadata round-trips;
+- a batched direct get is chained: each message names the sequence of the one sent before it
+  in ``Nats-Last-Sequence`` (0 for the first), and the end-of-batch names the last one (the
+  getter's check that no reply was lost);
+- a delayed nak holds a message for the whole delay, also past the ack wait, and with
+  ``max_ack_pending: -1`` any number of held messages leaves the next one deliverable.
 """
 
 from __future__ import annotations
@@ -189,3 +194,62 @@ async def test_a_sealed_stream_refuses_writes_and_metadata_round_trips(client: C
     refused = await publish(client, "facts.job.I.submitted.high", b"i", expect("I", 0))
 
     assert "sealed" in refused["error"]["description"]
+
+
+async def test_a_batched_direct_get_is_chained_by_sequence(client: Client) -> None:
+    for job in "JKL":
+        await publish(client, f"facts.job.{job}.submitted.high", b"x", expect(job, 0))
+    await publish(client, "facts.job.K.started", b"y", expect("K", 2))
+    inbox = client.new_inbox()
+    got: list[dict[str, str]] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg: Msg) -> None:
+        got.append(dict(msg.headers or {}))
+        if msg.headers and msg.headers.get("Status"):
+            done.set()
+
+    await client.subscribe(inbox, cb=on_msg)
+    request = {"seq": 2, "next_by_subj": "facts.job.*.>", "batch": 10}
+    await client.publish(f"$JS.API.DIRECT.GET.{STREAM}", json.dumps(request).encode(), reply=inbox)
+    await asyncio.wait_for(done.wait(), 5)
+
+    *msgs, end = got
+    assert [(m["Nats-Sequence"], m["Nats-Last-Sequence"]) for m in msgs] == [
+        ("2", "0"),
+        ("3", "2"),
+        ("4", "3"),
+    ]
+    assert [m["Nats-Num-Pending"] for m in msgs] == ["2", "1", "0"]
+    assert (end["Status"], end["Nats-Last-Sequence"], end["Nats-Num-Pending"]) == ("204", "4", "0")
+
+
+async def test_a_delayed_nak_holds_past_the_ack_wait_and_held_messages_do_not_block(
+    client: Client,
+) -> None:
+    config = {
+        "durable_name": "held",
+        "filter_subject": "facts.job.*.*.high",
+        "ack_policy": "explicit",
+        "ack_wait": 500_000_000,  # 0.5 s
+        "max_ack_pending": -1,
+    }
+    created = await api(
+        client, f"$JS.API.CONSUMER.CREATE.{STREAM}.held", {"stream_name": STREAM, "config": config}
+    )
+    assert "error" not in created, created
+    assert created["config"]["max_ack_pending"] == -1
+    for job in "MNP":
+        await publish(client, f"facts.job.{job}.submitted.high", job.encode(), expect(job, 0))
+    sub = await client.jetstream().pull_subscribe_bind("held", STREAM)
+    first = await sub.fetch(2, timeout=2)
+    for msg in first:
+        await msg.nak(delay=2.0)  # four ack waits
+
+    [due] = await sub.fetch(1, timeout=2)  # the held ones do not stand in its way
+    assert due.data == b"P"
+    await due.ack()
+    with pytest.raises(asyncio.TimeoutError):
+        await sub.fetch(1, timeout=1.2)  # past two ack waits: still held
+    again = await sub.fetch(2, timeout=3)
+    assert sorted(m.data for m in again) == [b"M", b"N"]

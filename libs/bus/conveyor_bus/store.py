@@ -98,8 +98,10 @@ class JetStreamEventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def history(self, job_id: str) -> list[StoredEvent]:
-        events, _, _ = await self._read(job_id, None, 0)
+    async def history(
+        self, job_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        events, _, _ = await self._read(job_id, None, 0, keep_after=after_seq, limit=limit)
         return events
 
     async def load(self, job_id: str, *, after: Loaded | None = None) -> Loaded:
@@ -108,28 +110,41 @@ class JetStreamEventStore:
         return Loaded(state, last_seq)
 
     async def _read(
-        self, job_id: str, state: JobState | None, after_seq: int
+        self,
+        job_id: str,
+        state: JobState | None,
+        after_seq: int,
+        *,
+        keep_after: int | None = None,
+        limit: int | None = None,
     ) -> tuple[list[StoredEvent], JobState | None, int]:
         """The job's events after ``after_seq``, stepped onto ``state``, and the sequence of
         the last message on its subjects (the expected sequence of the next append, poison
         or not). Poison — what the projector parks as a dead letter: garbage, or a transition
         the table forbids — is left out, so every reader of a job agrees with the read
-        model."""
-        msgs = await self._getter.all_by_subject(
-            names.STREAM, names.job_subjects(job_id), start=after_seq + 1
-        )
+        model. ``keep_after``: only events after this sequence are returned (the ones before
+        are still stepped, for the poison filter); ``limit``: the read stops once it has that
+        many. A page of the log is worked on before the next one is asked for, so a long
+        history never holds the event loop for long."""
         events: list[StoredEvent] = []
-        for m in msgs:
-            event = read_event(m.subject, m.data)
-            try:
-                if isinstance(event, Poison):
-                    raise ValueError(event.reason)
-                state = step(state, event)
-            except (ValueError, IllegalEvent) as e:
-                log.warning("ignoring poison at seq %d of job %s: %s", m.seq, job_id, e)
-                continue
-            events.append(StoredEvent(m.seq, event))
-        return events, state, msgs[-1].seq if msgs else after_seq
+        last = after_seq
+        subjects = names.job_subjects(job_id)
+        async for page in self._getter.pages(names.STREAM, subjects, start=after_seq + 1):
+            for m in page:
+                last = m.seq
+                event = read_event(m.subject, m.data)
+                try:
+                    if isinstance(event, Poison):
+                        raise ValueError(event.reason)
+                    state = step(state, event)
+                except (ValueError, IllegalEvent) as e:
+                    log.warning("ignoring poison at seq %d of job %s: %s", m.seq, job_id, e)
+                    continue
+                if keep_after is None or m.seq > keep_after:
+                    events.append(StoredEvent(m.seq, event))
+                    if limit is not None and len(events) >= limit:
+                        return events, state, last
+        return events, state, last
 
     async def last_seq(self, job_id: str) -> int:
         msg = await self.last_message(names.job_subjects(job_id))

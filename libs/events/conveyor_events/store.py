@@ -69,9 +69,11 @@ class EventStore(Protocol):
         left out, as every reader of the log leaves them out."""
         ...
 
-    async def history(self, job_id: str) -> list[StoredEvent]:
-        """Every event of the job, oldest first (also after it was deleted), poison left
-        out."""
+    async def history(
+        self, job_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """The job's events after ``after_seq``, oldest first, at most ``limit`` (also after
+        it was deleted), poison left out."""
         ...
 
     async def last_seq(self, job_id: str) -> int:

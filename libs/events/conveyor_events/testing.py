@@ -127,15 +127,18 @@ class InMemoryEventStore:
                     state = step(state, self.log[seq - 1][1])
         return Loaded(state, seqs[-1] if seqs else start)
 
-    async def history(self, job_id: str) -> list[StoredEvent]:
+    async def history(
+        self, job_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
         out: list[StoredEvent] = []
         state: JobState | None = None
         for seq in self._jobs.get(job_id, []):
             event = self.log[seq - 1][1]
             with contextlib.suppress(IllegalEvent):
                 state = step(state, event)
-                out.append(StoredEvent(seq, event))
-        return out
+                if seq > after_seq:
+                    out.append(StoredEvent(seq, event))
+        return out if limit is None else out[:limit]
 
     async def last_seq(self, job_id: str) -> int:
         seqs = self._jobs.get(job_id)
