@@ -81,8 +81,18 @@ class CheckedRow:
 
 
 async def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 5.0,
+    statement_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
+    """``statement_timeout_s``: PostgreSQL cancels any statement of the pool that runs
+    longer (the API's reads), so no query holds a connection past it."""
+    settings = {}
+    if statement_timeout_s is not None:
+        settings["statement_timeout"] = f"{max(1, round(statement_timeout_s * 1000))}ms"
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -91,6 +101,7 @@ async def create_pool(
             init=init_connection,
             timeout=timeout,
             command_timeout=10,
+            server_settings=settings,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
         raise DatabaseUnavailable(str(e)) from e
@@ -104,7 +115,7 @@ CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
+    asyncpg.OperatorInterventionError,  # also QueryCanceledError: the statement timeout
     asyncpg.UndefinedTableError,
     asyncpg.InternalClientError,
 )
@@ -113,6 +124,12 @@ CONNECTION_ERRORS = (
 InternalClientError: a pooled connection whose server has just shut down ("terminating
 connection due to administrator command") refuses the next query with it until asyncpg
 has noticed that the connection is gone."""
+
+
+def like_escaped(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern: ``%`` and ``_`` match only themselves
+    (backslash is LIKE's default escape character)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class ReadModel:
@@ -182,8 +199,8 @@ class ReadModel:
         if flt.type:
             where.append(f"type = {arg(flt.type)}")
         if flt.q:
-            p = arg(flt.q)
-            where.append(f"(starts_with(id, {p}) OR payload::text ILIKE '%' || {p} || '%')")
+            p, text = arg(flt.q), arg(like_escaped(flt.q))
+            where.append(f"(starts_with(id, {p}) OR payload::text ILIKE '%' || {text} || '%')")
         if cursor:
             where.append(f"id < {arg(cursor)}")
         sql = f"SELECT {SELECT_COLUMNS} FROM jobs"

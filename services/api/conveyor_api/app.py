@@ -33,7 +33,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await bootstrap(settings, "conveyor-api")
         timeout = settings.read_timeout_s
-        pool = await create_pool(settings.database_url, min_size=0, max_size=10, timeout=timeout)
+        pool = await create_pool(
+            settings.database_url,
+            min_size=0,
+            max_size=10,
+            timeout=timeout,
+            statement_timeout_s=timeout,
+        )
 
         async def stop_signal(job_id: str) -> None:
             await nc.publish(names.STOP_SIGNAL, job_id.encode())
