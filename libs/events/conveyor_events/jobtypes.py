@@ -63,6 +63,12 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
         )
     try:
         value = msgspec.convert(_json_numbers(payload), schema, strict=True)
+    except TooDeep as e:
+        field = f"payload{e.path}"
+        raise InvalidPayload(
+            f"{field}: nested deeper than {MAX_PAYLOAD_DEPTH} levels (the most a payload may be)",
+            field=field,
+        ) from None
     except msgspec.ValidationError as e:
         text = str(e)
         match = _PATH.search(text)
@@ -76,16 +82,45 @@ def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
     return result
 
 
-def _json_numbers(value: Any) -> Any:
+MAX_PAYLOAD_DEPTH = 64
+"""The deepest a payload may nest objects and arrays (the payload itself is level 1)."""
+
+
+class TooDeep(Exception):
+    def __init__(self, where: _Where) -> None:
+        keys: list[str] = []
+        while where is not None:
+            where, key = where
+            keys.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        self.path = "".join(reversed(keys))
+
+
+_Where = tuple["_Where", str | int] | None
+"""Where a value sits in the payload: (where its container sits, its key), None at the top."""
+
+
+def _json_numbers(payload: Any) -> Any:
     """JSON has one kind of number: an integral ``2.0`` is the integer 2 (as JSON Schema's
-    ``integer`` says), so an int field takes it; ``1.5`` and ``"2"`` are still refused."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _json_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_numbers(v) for v in value]
-    return value
+    ``integer`` says), so an int field takes it; ``1.5`` and ``"2"`` are still refused.
+
+    Walks without recursion and raises :class:`TooDeep` past ``MAX_PAYLOAD_DEPTH``, so a
+    deeply nested payload is refused by name, never a ``RecursionError`` here or in a later
+    reader (msgspec, PostgreSQL's jsonb, the dashboard)."""
+    root: list[Any] = [None]
+    # (container to fill, its key or index, the value to convert, its depth, where it sits)
+    todo: list[tuple[Any, Any, Any, int, _Where]] = [(root, 0, payload, 1, None)]
+    while todo:
+        into, at, value, depth, where = todo.pop()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif isinstance(value, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                raise TooDeep(where)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            value = dict.fromkeys(value) if isinstance(value, dict) else [None] * len(value)
+            todo.extend((value, k, v, depth + 1, (where, k)) for k, v in items)
+        into[at] = value
+    return root[0]
 
 
 T = TypeVar("T", bound=msgspec.Struct)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conveyor_events import InvalidPayload, UnknownJobType
-from conveyor_events.jobtypes import validate_payload
+from conveyor_events.jobtypes import MAX_PAYLOAD_DEPTH, validate_payload
 
 pytestmark = pytest.mark.unit
 
@@ -121,3 +121,26 @@ def test_a_busy_sleep_is_kept_short() -> None:
         validate_payload("sleep", {"seconds": 30.5, "busy": True})
     assert raised.value.field == "payload.seconds"
     assert str(raised.value) == "payload.seconds: with busy=true, seconds must be at most 30"
+
+
+def nested(depth: int) -> list[Any]:
+    """``depth`` lists inside each other (the outermost is level 1)."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_a_payload_may_nest_up_to_the_limit() -> None:
+    payload = {"seconds": 1, "deep": nested(MAX_PAYLOAD_DEPTH - 1)}  # the payload is level 1
+    with pytest.raises(InvalidPayload, match="unknown field `deep`"):
+        validate_payload("sleep", payload)  # it reaches msgspec, which names the field
+
+
+@pytest.mark.parametrize("depth", [MAX_PAYLOAD_DEPTH, 470, 5_000])
+def test_a_payload_nested_deeper_is_refused_naming_the_limit(depth: int) -> None:
+    """A few hundred levels used to raise RecursionError (a 500 from the API)."""
+    with pytest.raises(InvalidPayload) as refused:
+        validate_payload("sleep", {"seconds": 1, "deep": nested(depth)})
+    assert f"nested deeper than {MAX_PAYLOAD_DEPTH} levels" in str(refused.value)
+    assert refused.value.field.startswith("payload.deep[0][0]")
