@@ -23,9 +23,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support.system import System
 
@@ -34,15 +37,16 @@ pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 ST = Path(sys.executable).with_name("st")
+JSON_CT = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
 def fuzzed(
     nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
-    """A system of its own with one worker (so jobs really run, fail and stop). The worker is
-    killed at the end: fuzzed payloads include CPU-bound sleeps (``busy``) of up to a day,
-    which block its event loop, so it would not even see a SIGTERM."""
+    """A system of its own with one worker (so jobs really run, fail and stop). Fuzzed
+    CPU-bound sleeps (``busy``) fail at once (the worker does not allow them); the worker is
+    killed at the end all the same, since fuzzed sleeps last up to a day."""
     logs = tmp_path_factory.mktemp("logs")
     with System(nats_url, database_url, logs, workers=1) as system:
         yield system
@@ -120,3 +124,48 @@ def test_a_read_right_after_a_write_never_contradicts_it(fuzzed: System) -> None
     finally:
         fuzzed.start("projector", "projector")
     fuzzed.wait_gone(old["id"])
+
+
+def _nest(leaf: Any, shape: str) -> Any:
+    """``leaf`` wrapped in a list or an object for each letter (``l``, ``d``) of ``shape``."""
+    for kind in reversed(shape):
+        leaf = [leaf] if kind == "l" else {"k": leaf}
+    return leaf
+
+
+# Built inside the test from what hypothesis draws, so a failing example prints as a short
+# description, not a thousand levels of brackets.
+shapes = st.one_of(
+    # nested, shallow to far past both the payload limit and the JSON parser's
+    st.integers(1, 1200).flatmap(lambda n: st.text(alphabet="ld", min_size=n, max_size=n)),
+    # oversized: around the body limit, in many small values or one long string
+    st.sampled_from(["many", "long"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(shape=shapes, size=st.integers(0, 60_000), batch=st.booleans())
+def test_nested_and_oversized_payloads_are_refused_never_a_5xx(
+    fuzzed: System, shape: str, size: int, batch: bool
+) -> None:
+    """Payloads the schema-driven fuzzer does not make: nested hundreds of levels deep, or
+    sized around the 1 MiB body limit. Each is refused with a problem that names what is
+    wrong (413 over the limit, 400 too deep for the JSON parser, 422 past the payload's 64
+    levels or for the unknown field), never a 5xx and never written."""
+    if shape == "many":
+        payload: Any = {"seconds": 1, "pad": ["x" * 64] * (15_000 + size // 20)}
+    elif shape == "long":
+        payload = {"pad": "y" * (1_020_000 + size)}
+    else:
+        payload = _nest(size, shape)
+    body: dict[str, Any] = {"type": "sleep", "payload": payload}
+    path = "/api/v1/jobs"
+    if batch:
+        body, path = {"jobs": [{"type": "noop"}, body]}, "/api/v1/jobs/batch"
+    response = fuzzed.http.post(path, content=json.dumps(body), headers=JSON_CT)
+
+    assert response.status_code in (400, 413, 422), response.text[:300]
+    assert response.headers["content-type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    if response.status_code == 422 and shape.startswith("d") and len(shape) > 63:
+        assert "nested deeper than 64 levels" in detail or "unknown field" in detail, detail

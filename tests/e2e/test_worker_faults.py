@@ -47,6 +47,7 @@ def faulty(
         "CONVEYOR_SHUTDOWN_GRACE_S": str(GRACE_S),
         "CONVEYOR_CONCURRENCY": "1",
         "CONVEYOR_MAX_DELIVERIES": str(MAX_DELIVERIES),
+        "CONVEYOR_ALLOW_BUSY_SLEEP": "true",  # the CPU-bound handler of these tests
     }
     system = System(nats_url, database_url, tmp_path_factory.mktemp("logs"), workers=0, env=env)
     with system:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,8 +36,18 @@ async def noop(ctx: JobContext, payload: dict[str, Any]) -> None:
     return None
 
 
-async def sleep(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+class BusyNotAllowed(PermanentFailure):
+    """``sleep`` with ``busy: true`` on a worker that does not allow it."""
+
+
+async def sleep(ctx: JobContext, payload: dict[str, Any], *, allow_busy: bool = False) -> Any:
     p = parse_payload(payload, SleepPayload)
+    if p.busy and not allow_busy:
+        # it would hold this worker's event loop for up to 30 s: every other job here waits
+        raise BusyNotAllowed(
+            "sleep with busy=true holds the worker's event loop and is disabled on this "
+            "worker; set CONVEYOR_ALLOW_BUSY_SLEEP=true on a worker for tests and demos"
+        )
     start = time.monotonic()
     for step in range(1, p.steps + 1):
         if p.busy:
@@ -56,4 +67,6 @@ def _spin_until(deadline: float) -> None:
         n = (n * 31 + 7) % 1_000_003
 
 
-BUILTIN: dict[str, Handler] = {"noop": noop, "sleep": sleep}
+def builtin(*, allow_busy: bool = False) -> dict[str, Handler]:
+    """The built-in job types' handlers; ``allow_busy``: whether ``sleep`` may burn CPU."""
+    return {"noop": noop, "sleep": functools.partial(sleep, allow_busy=allow_busy)}

@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
-from conveyor_worker.handlers import BUILTIN
+from conveyor_worker.handlers import builtin
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
 
@@ -17,7 +17,7 @@ log = logging.getLogger("conveyor.worker")
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
     nc = await bootstrap(settings, f"conveyor-worker-{settings.worker_id}")
-    worker = Worker(settings, nc, dict(BUILTIN))
+    worker = Worker(settings, nc, builtin(allow_busy=settings.allow_busy_sleep))
 
     async def relay() -> None:
         await stop.wait()

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from conveyor_bus.settings import BusSettings
 
+_NOT_IN_TOKEN = re.compile(r"[^A-Za-z0-9_:-]+")
+
 
 def _default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+    host = _NOT_IN_TOKEN.sub("-", socket.gethostname()).strip("-") or "worker"
+    return f"{host}-{os.getpid()}-{os.urandom(2).hex()}"
 
 
 class Settings(BusSettings):
@@ -36,3 +40,15 @@ class Settings(BusSettings):
     metrics_port: int | None = Field(None, ge=0, le=65_535)
     """Serve Prometheus metrics on this port (unset: no metrics endpoint)."""
     metrics_host: str = "127.0.0.1"
+    allow_busy_sleep: bool = False
+    """Run ``sleep`` jobs with ``busy: true``, which hold the worker's event loop for up to
+    30 s (tests and demos); otherwise they fail at once, without a retry."""
+
+    @field_validator("worker_id")
+    @classmethod
+    def _subject_token(cls, value: str) -> str:
+        """The id is a token of the worker's heartbeat subject: a host name such as
+        ``x.local`` becomes ``x-local`` (NATS subjects split on dots; ``*``, ``>`` and blanks
+        are not allowed in a token)."""
+        token = _NOT_IN_TOKEN.sub("-", value.strip())[:128].strip("-")
+        return token or _default_worker_id()
