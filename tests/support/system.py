@@ -162,9 +162,17 @@ class System:
         return self.http.get(f"/api/v1/jobs/{job_id}")
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        response = self.http.get(f"/api/v1/jobs/{job_id}/events")
-        assert response.status_code == 200, response.text
-        items: list[dict[str, Any]] = response.json()["items"]
+        """The job's whole history, page after page."""
+        items: list[dict[str, Any]] = []
+        after: int | None = 0
+        while after is not None:
+            response = self.http.get(
+                f"/api/v1/jobs/{job_id}/events", params={"after_seq": after, "limit": 10_000}
+            )
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items.extend(page["items"])
+            after = page["next"]
         return items
 
     def wait_for(

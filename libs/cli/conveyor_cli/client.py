@@ -88,6 +88,16 @@ def feed(job_id: str | None, since: int | None) -> Iterator[dict[str, Any]]:
         delay = min(delay * 2, 5.0)
 
 
+def _history(job_id: str) -> Iterator[dict[str, Any]]:
+    """The job's events, page after page."""
+    after: int | None = 0
+    while after is not None:
+        params = {"after_seq": after, "limit": 10_000}
+        page = _request("GET", f"/jobs/{job_id}/events", params=params).json()
+        yield from page["items"]
+        after = page["next"]
+
+
 def _follow(job_id: str) -> str:
     """Print a live progress bar until the job is finished; returns the final status."""
     status, percent, message = "pending", 0.0, None
@@ -145,7 +155,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
         print(job["id"])
         if args.wait:
             status = _follow(job["id"])
-            final = _request("GET", f"/jobs/{job['id']}/events").json()["items"]
+            final = list(_history(job["id"]))
             print(f"{status}: {json.dumps(final[-1]['data'])}")
             return EXIT.get(status, 1)
         return 0
@@ -188,8 +198,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
         print(f"deleted {args.id}")
         return 0
     if command == "history":
-        events = _request("GET", f"/jobs/{args.id}/events").json()["items"]
-        for ev in events:
+        for ev in _history(args.id):
             print(
                 json.dumps(ev)
                 if args.json

@@ -25,6 +25,7 @@ from conveyor_events.errors import (
     StaleAttempt,
     StaleRun,
     TooManyConflicts,
+    TooManyRuns,
     UnknownJobType,
 )
 from conveyor_events.events import (
@@ -93,6 +94,7 @@ __all__ = [
     "StoredEvent",
     "SubmitJob",
     "TooManyConflicts",
+    "TooManyRuns",
     "UnknownJobType",
     "Write",
     "decide",

@@ -27,6 +27,7 @@ from conveyor_events.errors import (
     JobNotFound,
     StaleAttempt,
     StaleRun,
+    TooManyRuns,
 )
 from conveyor_events.events import (
     AnyEvent,
@@ -48,6 +49,10 @@ from conveyor_events.events import (
     SubmittedData,
 )
 from conveyor_events.state import JobState
+
+MAX_RUNS = 1000
+"""How many times one job may be queued (its submission, every retry and restart): a job's
+history, which every decision on it reads, stays bounded."""
 
 
 def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
@@ -138,6 +143,11 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
         case RestartJob():
             if state.status not in ("failed", "stopped"):
                 raise _forbidden("restart", state)
+            if state.run >= MAX_RUNS:
+                raise TooManyRuns(
+                    f"cannot restart job {state.id}: it was queued {state.run} times, the most"
+                    f" one job may be ({MAX_RUNS}); submit a new job instead"
+                )
             return [JobRestarted(job_id=job_id, at=at, actor=actor)]
         case DeleteJob():
             if state.status not in ("completed", "failed", "stopped"):

@@ -27,6 +27,10 @@ class InvalidTransition(DomainError):
     """The job's status does not allow this action."""
 
 
+class TooManyRuns(InvalidTransition):
+    """The job was queued as often as one job may be: submit a new one."""
+
+
 class StaleAttempt(InvalidTransition):
     """The attempt is no longer the job's current attempt (fenced off)."""
 

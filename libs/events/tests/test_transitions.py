@@ -43,12 +43,14 @@ from conveyor_events import (
     StartJob,
     StopJob,
     SubmitJob,
+    TooManyRuns,
     decide,
     evolve,
     fold,
     not_before,
     runnable,
 )
+from conveyor_events.decide import MAX_RUNS
 from conveyor_events.events import (
     CompletedData,
     FailedData,
@@ -757,3 +759,18 @@ def test_nothing_is_queued_when_the_run_does_not_change(name: str) -> None:
     assert after is not None and before is not None
     assert not any(runnable(e) for e in produced)
     assert after.run == before.run
+
+
+def test_a_job_is_queued_at_most_max_runs_times() -> None:
+    """Every decision on a job reads its history, so a job restarted in a loop stops at
+    ``MAX_RUNS`` (its submission, retries and restarts) and says what to do instead."""
+    job = Job()
+    for _ in range(MAX_RUNS - 1):
+        job.do(StopJob(**job.user()))
+        job.do(RestartJob(**job.user()))
+    assert job.state.run == MAX_RUNS
+    job.do(StopJob(**job.user()))
+
+    with pytest.raises(TooManyRuns, match=rf"queued {MAX_RUNS} times.*submit a new job"):
+        job.do(RestartJob(**job.user()))
+    assert isinstance(TooManyRuns(), InvalidTransition)  # the API answers 409

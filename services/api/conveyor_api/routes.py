@@ -42,6 +42,9 @@ _STATUS = "(" + "|".join(STATUSES) + ")?"
 STATUS_LIST = rf"^\s*{_STATUS}\s*(,\s*{_STATUS}\s*)*$"
 """What ``status`` accepts: a comma list of statuses, blanks around items ignored (checked in
 the route, with a message naming the unknown values; the pattern documents it)."""
+EVENTS_PAGE = 1000
+"""Events per page of a job's history, unless ``limit`` says otherwise."""
+MAX_EVENTS_PAGE = 10_000
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (400, 404, 409, 413, 422, 503)
@@ -151,11 +154,21 @@ async def get_job(job_id: str, request: Request) -> Response:
     "/jobs/{job_id}/events",
     response_model=EventList,
     responses=_ERRORS,
-    summary="The job's full history from the log (also after delete)",
+    summary="The job's history from the log (also after delete), a page at a time",
 )
-async def job_events(job_id: str, request: Request) -> EventList:
-    events = await _service(request).history(job_id)
+async def job_events(
+    job_id: str,
+    request: Request,
+    after_seq: Annotated[
+        int, Query(ge=0, le=2**63, description="only events after this sequence")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = EVENTS_PAGE,
+) -> EventList:
+    events = await _service(request).history(job_id, after_seq, limit + 1)
+    more = len(events) > limit
+    events = events[:limit]
     return EventList(
+        next=events[-1].seq if more else None,
         items=[
             EventOut(
                 seq=e.seq,
@@ -166,7 +179,7 @@ async def job_events(job_id: str, request: Request) -> EventList:
                 data=_data(e.event),
             )
             for e in events
-        ]
+        ],
     )
 
 

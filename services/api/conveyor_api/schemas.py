@@ -157,6 +157,9 @@ class EventOut(BaseModel):
 
 class EventList(BaseModel):
     items: list[EventOut]
+    next: int | None = Field(
+        None, description="the after_seq of the next page; null when this page is the last"
+    )
 
 
 class WorkerOut(BaseModel):

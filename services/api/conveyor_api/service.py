@@ -210,9 +210,14 @@ class JobService:
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         return await self.reads.list_jobs(flt, limit, cursor)
 
-    async def history(self, job_id: str) -> list[StoredEvent]:
-        events = await self.store.history(job_id) if is_job_id(job_id) else []
-        if not events:
+    async def history(
+        self, job_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """A page of the job's history: the events after ``after_seq``, at most ``limit``."""
+        if not is_job_id(job_id):
+            raise JobNotFound(f"job {job_id} not found")
+        events = await self.store.history(job_id, after_seq=after_seq, limit=limit)
+        if not events and (after_seq == 0 or await self.store.last_seq(job_id) == 0):
             raise JobNotFound(f"job {job_id} not found")
         return events
 

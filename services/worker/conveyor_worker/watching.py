@@ -32,6 +32,12 @@ from conveyor_worker.support import clean_text, utc_now
 
 log = logging.getLogger("conveyor.worker")
 
+PROGRESS_SHARE = 1000
+"""Progress is written at most once per progress interval, or once per this share of the
+time the attempt has run, whichever is longer: a long attempt writes about 700 progress
+events per doubling of its run time (not 4 a second for a day), so every later read of its
+history stays short."""
+
 
 class Watching:
     id: str
@@ -61,7 +67,9 @@ class Watching:
 
     async def _write_progress(self, job: RunningJob) -> None:
         while job.pending_progress is not None and job.cancel_reason is None:
-            wait = job.last_progress_at + self.settings.progress_interval_s - time.monotonic()
+            now = time.monotonic()
+            interval = max(self.settings.progress_interval_s, (now - job.started) / PROGRESS_SHARE)
+            wait = job.last_progress_at + interval - now
             if wait > 0:
                 await asyncio.sleep(wait)
             percent, message = job.pending_progress

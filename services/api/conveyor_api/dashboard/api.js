@@ -80,7 +80,20 @@ export function createApi(base = "/api/v1") {
       });
     },
     getJob: (id, opts = {}) => request("GET", job(id), opts),
-    jobEvents: (id, opts = {}) => request("GET", `${job(id)}/events`, opts),
+    // The whole history, a page at a time (the server pages it by sequence).
+    jobEvents: async (id, opts = {}) => {
+      const items = [];
+      let after = 0;
+      for (;;) {
+        const page = await request("GET", `${job(id)}/events`, {
+          ...opts,
+          query: { after_seq: after, limit: 10000 },
+        });
+        items.push(...page.items);
+        if (page.next == null) return { items };
+        after = page.next;
+      }
+    },
     submitJob: (body) => request("POST", "/jobs", { body }),
     stopJob: (id) => request("POST", `${job(id)}/stop`),
     restartJob: (id) => request("POST", `${job(id)}/restart`),
