@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
@@ -21,7 +22,7 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_api.schemas import JobIn
-from conveyor_api.service import JobService
+from conveyor_api.service import JobService, batch_item_key
 from conveyor_bus import BusError, DirectGetter, JetStreamEventStore, connect
 from conveyor_bus.topology import api_request, event_log_config
 from conveyor_events import decode_event, names
@@ -217,6 +218,74 @@ async def test_a_repeat_after_delete_returns_the_deleted_job(system: System) -> 
     assert again.status_code == 200 and again.json()["id"] == job.json()["id"]
     assert again.json()["status"] == "completed"
     assert system.job(job.json()["id"]).status_code == 404
+
+
+BATCH = 1000
+
+
+async def submitted_ids(nc: Client) -> list[str]:
+    getter = DirectGetter(nc)
+    events = await getter.all_by_subject(names.STREAM, names.EVENTS_ALL)
+    return [
+        e.job_id for e in map(decode_event, (m.data for m in events)) if e.name == "job.submitted"
+    ]
+
+
+async def test_a_keyed_batch_written_in_part_is_completed_once_by_its_retry(
+    system: System, nc: Client
+) -> None:
+    """A batch of 1,000 jobs with a key is 2,000 messages, written as four atomic batches; if
+    NATS goes away between them, the request answers 503 with part of it written. That part
+    is made here as such a request leaves it (the first 400 jobs, with their derived keys, by
+    the same command handler), then the client's retry completes the batch: the 400 are
+    answered as they are, only the other 600 are written, and every later repeat is 200."""
+    key = f"import-{uuid.uuid4()}"
+    bodies = [{"type": "noop", "payload": {}} for _ in range(BATCH)]
+    before = await submitted_ids(nc)
+    service = JobService(JetStreamEventStore(nc), cast(Any, None), cast(Any, None), cast(Any, None))
+    commands = [service._command(JobIn(**b), "user:anonymous", datetime.now(UTC)) for b in bodies]
+    keys = [batch_item_key(key, n) for n in range(400)]
+    await service.commands.submit(commands[:400], keys)  # what the interrupted request wrote
+
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=60) as client:
+        retry = await client.post(
+            "/api/v1/jobs/batch", json={"jobs": bodies}, headers={"Idempotency-Key": key}
+        )
+        assert retry.status_code == 201, retry.text
+        ids = [job["id"] for job in retry.json()["items"]]
+        assert ids[:400] == [c.job_id for c in commands[:400]]
+        assert len(set(ids)) == BATCH
+        again = await client.post(
+            "/api/v1/jobs/batch", json={"jobs": bodies}, headers={"Idempotency-Key": key}
+        )
+        assert again.status_code == 200, again.text
+        assert [job["id"] for job in again.json()["items"]] == ids
+
+    after = await submitted_ids(nc)
+    assert sorted(after[len(before) :]) == sorted(ids)  # each job written once, no more
+
+
+async def test_a_keyed_batch_sent_twice_at_once_writes_each_job_once(
+    system: System, nc: Client
+) -> None:
+    key = f"import-{uuid.uuid4()}"
+    bodies = [{"type": "noop"} for _ in range(300)]
+    before = await submitted_ids(nc)
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/v1/jobs/batch", json={"jobs": bodies}, headers={"Idempotency-Key": key}
+                )
+                for _ in range(4)
+            )
+        )
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    answers = {tuple(job["id"] for job in r.json()["items"]) for r in responses}
+    assert len(answers) == 1
+    [ids] = answers
+    after = await submitted_ids(nc)
+    assert sorted(after[len(before) :]) == sorted(ids)
 
 
 def test_the_read_model_equals_the_log(system: System) -> None:

@@ -74,7 +74,7 @@ async def test_a_key_is_recorded_with_its_job_in_one_batch(nc: Client) -> None:
     store, job_id = JetStreamEventStore(nc), "01STORE0000000000000000004"
     before = await last_sequence(nc)
 
-    await CommandHandler(store).submit([submit(job_id)], idempotency_key="the-key")
+    await CommandHandler(store).submit([submit(job_id)], ["the-key"])
 
     stored = await DirectGetter(nc).all_by_subject(names.STREAM, ">", start=before + 1)
     assert [m.subject for m in stored] == [

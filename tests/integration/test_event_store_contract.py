@@ -143,7 +143,7 @@ async def test_one_idempotency_key_one_job_under_concurrency(adapter: Adapter) -
     key = f"key-{ids[0]}"
 
     results = await asyncio.gather(
-        *(handler.submit([submit(i)], idempotency_key=key) for i in ids), return_exceptions=True
+        *(handler.submit([submit(i)], [key]) for i in ids), return_exceptions=True
     )
 
     won = [r for r in results if not isinstance(r, BaseException)]

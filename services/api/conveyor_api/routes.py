@@ -91,15 +91,26 @@ async def submit_job(
     "/jobs/batch",
     status_code=201,
     response_model=BatchOut,
-    responses=_ERRORS,
+    responses={
+        200: {
+            "model": BatchOut,
+            "description": "A repeat of an Idempotency-Key: every job was written before",
+        },
+        **_ERRORS,
+    },
     summary="Submit up to 1,000 jobs (all validated before any is written)",
 )
-async def submit_batch(body: BatchIn, request: Request) -> Response:
-    states = await _service(request).submit_batch(body.jobs, ANONYMOUS)
+async def submit_batch(
+    body: BatchIn,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    batch = await _service(request).submit_batch(body.jobs, ANONYMOUS, idempotency_key)
     counter = request.app.state.metrics.submitted
-    for s in states:
+    for s in batch.created:
         counter.labels(s.type, s.priority).inc()
-    return _json(BatchOut(items=[JobOut.of(s) for s in states]), 201)
+    out = BatchOut(items=[JobOut.of(s) for s in batch.states])
+    return _json(out, 201 if batch.created else 200)
 
 
 @router.get("/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first")

@@ -28,6 +28,7 @@ from conveyor_events import (
     StopJob,
     StoredEvent,
     SubmitJob,
+    TooManyConflicts,
 )
 from conveyor_events.jobtypes import validate_payload
 
@@ -42,6 +43,25 @@ class InvalidBatch(InvalidPayload):
 
 class StopSignal(Protocol):
     async def __call__(self, job_id: str) -> None: ...
+
+
+def batch_item_key(key: str, index: int) -> str:
+    """The idempotency key of the job at ``index`` of a batch submitted with ``key``. The
+    newline cannot occur in a header value, so no single submission's key is one of these."""
+    return f"{key}\nbatch item {index}"
+
+
+BATCH_KEY_ROUNDS = 5
+"""How often a keyed batch looks again at which of its jobs are written, when a concurrent
+retry of it keeps writing some of them first."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedBatch:
+    states: list[JobState]
+    created: list[JobState]
+    """The jobs this request wrote (none: every one was written by an earlier request with
+    its key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +126,7 @@ class JobService:
             if existing is not None:
                 return Submitted(existing, created=False)
         try:
-            [outcome] = await self.commands.submit([command], idempotency_key)
+            [outcome] = await self.commands.submit([command], [idempotency_key])
         except ConcurrencyConflict:
             # Another request with the same key won the race (the job id is new, so the
             # idempotency record is the only subject that can conflict).
@@ -124,8 +144,15 @@ class JobService:
         loaded = await self.store.load(job_id)
         return loaded.state
 
-    async def submit_batch(self, specs: list[JobIn], actor: str) -> list[JobState]:
-        """All jobs are validated before any is written; every bad one is reported."""
+    async def submit_batch(
+        self, specs: list[JobIn], actor: str, idempotency_key: str | None = None
+    ) -> SubmittedBatch:
+        """All jobs are validated before any is written; every bad one is reported.
+
+        With an ``Idempotency-Key`` every job gets a key of its own, derived from it and its
+        place in the batch. A batch that was written in part (a large one is several atomic
+        batches, and NATS may go away between them) is completed by its retry: the jobs
+        already written are answered as they are, only the others are written."""
         now = _now()
         commands, errors = [], []
         for index, spec in enumerate(specs):
@@ -135,8 +162,34 @@ class JobService:
                 errors.append((f"jobs.{index}.{e.field}", f"jobs.{index}.{e}"))
         if errors:
             raise InvalidBatch(errors)
-        outcomes = await self.commands.submit(commands)
-        return [o.state for o in outcomes]
+        if idempotency_key is None:
+            outcomes = await self.commands.submit(commands)
+            states = [o.state for o in outcomes]
+            return SubmittedBatch(states, created=states)
+        keys = [batch_item_key(idempotency_key, n) for n in range(len(commands))]
+        written: dict[int, JobState] = {}
+        for _ in range(BATCH_KEY_ROUNDS):
+            owners = await asyncio.gather(*(self.store.key_owner(k) for k in keys))
+            missing = [n for n, owner in enumerate(owners) if owner is None]
+            if not missing:
+                break
+            try:
+                outcomes = await self.commands.submit(
+                    [commands[n] for n in missing], [keys[n] for n in missing]
+                )
+            except ConcurrencyConflict:
+                continue  # a concurrent retry wrote some of them first: look again
+            written = {n: o.state for n, o in zip(missing, outcomes, strict=True)}
+            break
+        else:
+            raise TooManyConflicts(f"batch {idempotency_key!r} kept changing while written")
+        earlier = [(n, owner) for n, owner in enumerate(owners) if owner is not None]
+        loaded = await asyncio.gather(*(self.store.load(owner) for _, owner in earlier))
+        by_index = dict(written)
+        for (n, _), got in zip(earlier, loaded, strict=True):
+            assert got.state is not None  # its key record is written with it, atomically
+            by_index[n] = got.state
+        return SubmittedBatch([by_index[n] for n in range(len(commands))], list(written.values()))
 
     async def stop(self, job_id: str, actor: str) -> JobState:
         outcome = await self._execute(StopJob(job_id=job_id, now=_now(), actor=actor))
