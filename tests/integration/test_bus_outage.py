@@ -4,11 +4,13 @@ same store: fail at once, leave nothing to be written later, resume where they w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -19,7 +21,10 @@ from conveyor_bus.runtime import bootstrap
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
 from conveyor_cli.embedded import NatsServer
-from conveyor_events import CommandHandler, SubmitJob, names
+from conveyor_events import CommandHandler, JobProgressed, SubmitJob, names
+from conveyor_worker.handlers import JobContext
+from conveyor_worker.settings import Settings
+from conveyor_worker.worker import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +161,54 @@ async def test_bootstrap_restores_the_topology_after_a_restart(server: NatsServe
         assert stream.state.messages == 1
     finally:
         await nc.close()
+
+
+async def finished(store: JetStreamEventStore, job_id: str) -> bool:
+    state = (await store.load(job_id)).state
+    return state is not None and state.status == "completed"
+
+
+async def test_the_last_progress_is_written_although_nats_was_away_when_it_fell_due(
+    server: NatsServer, client: Client
+) -> None:
+    """Progress is coalesced and "the last value is always written": a write that fails
+    because NATS is away is tried again, not dropped (the worker dropped it before)."""
+    reported, finish = asyncio.Event(), asyncio.Event()
+
+    async def report(ctx: JobContext, payload: dict[str, Any]) -> str:
+        ctx.progress(10, "first")
+        await asyncio.sleep(0.1)  # written at once
+        ctx.progress(42, "last")  # due one progress interval after the first
+        reported.set()
+        await finish.wait()
+        return "done"
+
+    settings = Settings(
+        nats_url=server.url, worker_id="outage", concurrency=1, progress_interval_s=0.6
+    )
+    worker = Worker(settings, client, {"report": report})
+    running = asyncio.create_task(worker.run())
+    store = JetStreamEventStore(client)
+    job_id = "01KPR0GRESS000000000000001"
+    try:
+        await CommandHandler(store).submit(
+            [SubmitJob(job_id=job_id, now=datetime.now(UTC), actor="user:test", type="report")]
+        )
+        await asyncio.wait_for(reported.wait(), 10)
+        server.stop(signal.SIGKILL)
+        await until(False, client)
+        await asyncio.sleep(1.0)  # the write of 42 fell due, and failed
+        server.start()
+        await until(True, client)
+        finish.set()
+        async with asyncio.timeout(20):
+            while not await finished(store, job_id):  # noqa: ASYNC110 - polling the log
+                await asyncio.sleep(0.1)
+    finally:
+        worker.shutdown()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, 30)
+    history = [e.event for e in await store.history(job_id)]
+    progress = [e.data.progress for e in history if isinstance(e, JobProgressed)]
+    assert progress[-1] == 42, [e.name for e in history]
+    assert [e.name for e in history][-1] == "job.completed"
