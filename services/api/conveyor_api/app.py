@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
-from conveyor_api import problems
+from conveyor_api import guards, pages, problems
 from conveyor_api.limits import BodyLimit
 from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
@@ -61,6 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Submit, watch, stop, restart and delete background jobs.",
         lifespan=lifespan,
+        docs_url=None,  # pages.py serves /docs from vendored files; ReDoc is not served
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -68,16 +67,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(router, prefix="/api/v1")
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
+    guards.document(app)
+    pages.mount(app, settings)
 
-    static = resources.files("conveyor_api") / "dashboard"
-    index_html = (static / "index.html").read_text()
-
-    @app.get("/", include_in_schema=False)
-    async def dashboard() -> HTMLResponse:
-        page = index_html.replace("{{NOTIFIER_URL}}", settings.notifier_url or "")
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
-
-    app.mount("/dashboard", StaticFiles(directory=str(static)), name="dashboard")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        guards.Guard,
+        allowed_hosts=_hosts(settings),
+        allowed_origins=settings.allowed_origins,
+    )
     app.add_middleware(Observe, metrics=metrics)
     return app
+
+
+def _hosts(settings: Settings) -> list[str]:
+    """``allowed_hosts``, and the name the API listens on when it is a name."""
+    bound = guards.split_host(settings.host)
+    if bound is None or guards.is_ip(bound[0]):
+        return list(settings.allowed_hosts)
+    return [*settings.allowed_hosts, bound[0]]

@@ -28,6 +28,7 @@ log = logging.getLogger("conveyor.api")
 PROBLEM = "application/problem+json"
 _TITLES = {
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",

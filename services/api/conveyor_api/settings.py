@@ -1,9 +1,20 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Any
 
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from conveyor_api.guards import normal_host, normal_origin
 from conveyor_bus.settings import BusSettings
 from conveyor_db.settings import DatabaseSettings
+
+
+def _comma_list(value: Any) -> Any:
+    """``a, b,c`` from the environment is a list; a list (from code) stays one."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BusSettings, DatabaseSettings):
@@ -17,3 +28,20 @@ class Settings(BusSettings, DatabaseSettings):
     """How long a read waits for PostgreSQL (connecting included) before it answers 503."""
     notifier_url: str | None = None
     """Websocket URL the dashboard connects to; default: this host, port 8001, ``/ws``."""
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost"]
+    """Host names the API answers to (the ``Host`` header without its port; ``*``: any). An
+    IP address is always answered, and so is ``host`` when it is a name; any other name is
+    refused with 400, which is what defeats DNS rebinding (see guards.py)."""
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    """Origins (``scheme://host[:port]``) allowed to write besides the API's own: a browser
+    write from any other ``Origin`` is refused with 403."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        return [h if h == "*" else normal_host(h) for h in _comma_list(value)]
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return [normal_origin(o) for o in _comma_list(value)]
