@@ -131,7 +131,11 @@ class System:
         self.start("projector", "projector")
         for n in range(1, self.n_workers + 1):
             self.start_worker(f"worker-{n}")
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # a service that does not come up leaves none running
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
