@@ -11,6 +11,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from conveyor_bus.connection import connect
+from conveyor_bus.redact import redact
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.topology import LayoutError, ensure_topology
 
@@ -50,7 +51,7 @@ async def connect_when_ready(
         except Exception as e:
             if loop.time() > deadline:
                 raise
-            log.warning("waiting for NATS at %s: %s", url, e)
+            log.warning("waiting for NATS at %s: %s", redact(url), e)
             await asyncio.sleep(0.5)
 
 
