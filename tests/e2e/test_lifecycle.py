@@ -190,16 +190,24 @@ def test_delete_rules(system: System) -> None:
 
 
 def test_high_overtakes_queued_regular_jobs(system: System) -> None:
-    # 2 workers x 4 slots: all busy, long enough that a blocker starting late (a slot still
-    # held by an earlier test's stopping job) leaves the others running while we queue
-    blockers = [system.submit("sleep", payload={"seconds": 4, "steps": 1}) for _ in range(8)]
-    for b in blockers:
-        system.wait_for(b["id"], "running")
-    regular = [system.submit("noop") for _ in range(10)]
-    high = system.submit("noop", priority="high")
-    done = system.wait_for(high["id"], "completed")
+    """Every slot (2 workers x 4) held by a blocker that runs until stopped; 10 regular jobs
+    and then a high one queue behind them. The first slot to free takes the high job: it
+    starts before every regular job. The blockers end when the test says (a stop), not after
+    a time, so a slow machine cannot free a slot before the queue is in place."""
+    blockers = [system.submit("sleep", payload={"seconds": 120, "steps": 1}) for _ in range(8)]
+    try:
+        for b in blockers:
+            system.wait_for(b["id"], "running", timeout=30)
+        regular = [system.submit("noop") for _ in range(10)]
+        high = system.submit("noop", priority="high")
+        stop = system.http.post(f"/api/v1/jobs/{blockers[0]['id']}/stop")
+        assert stop.status_code == 202, stop.text
+        done = system.wait_for(high["id"], "completed")
+    finally:
+        for b in blockers:
+            system.http.post(f"/api/v1/jobs/{b['id']}/stop")
     started = {j["id"]: system.wait_for(j["id"], "completed")["started_at"] for j in regular}
-    assert all(done["started_at"] <= s for s in started.values())
+    assert all(done["started_at"] <= s for s in started.values()), (done, started)
 
 
 def test_idempotency_key_returns_the_first_job(system: System) -> None:

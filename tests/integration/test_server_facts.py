@@ -15,7 +15,9 @@ If an upgrade changes one of these, this module fails first, and says which fact
   in ``Nats-Last-Sequence`` (0 for the first), and the end-of-batch names the last one (the
   getter's check that no reply was lost);
 - a delayed nak holds a message for the whole delay, also past the ack wait, and with
-  ``max_ack_pending: -1`` any number of held messages leaves the next one deliverable.
+  ``max_ack_pending: -1`` any number of held messages leaves the next one deliverable;
+- a nak delay that ends past what int64 nanoseconds hold (year 2262) is a plain nak: the
+  message comes back at once (why a hold is capped at a year, ``MAX_HOLD_S``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from conveyor_bus import connect
+from conveyor_worker.delivery import MAX_HOLD_S
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +256,28 @@ async def test_a_delayed_nak_holds_past_the_ack_wait_and_held_messages_do_not_bl
         await sub.fetch(1, timeout=1.2)  # past two ack waits: still held
     again = await sub.fetch(2, timeout=3)
     assert sorted(m.data for m in again) == [b"M", b"N"]
+
+
+async def test_a_nak_delay_past_the_year_2262_is_a_plain_nak(client: Client) -> None:
+    config = {
+        "durable_name": "far",
+        "filter_subject": "facts.job.*.*.high",
+        "ack_policy": "explicit",
+        "ack_wait": 30_000_000_000,
+        "max_ack_pending": -1,
+    }
+    created = await api(
+        client, f"$JS.API.CONSUMER.CREATE.{STREAM}.far", {"stream_name": STREAM, "config": config}
+    )
+    assert "error" not in created, created
+    for job in "MN":
+        await publish(client, f"facts.job.{job}.submitted.high", job.encode(), expect(job, 0))
+    sub = await client.jetstream().pull_subscribe_bind("far", STREAM)
+    held, overflowing = await sub.fetch(2, timeout=2)
+    await held.nak(delay=MAX_HOLD_S)
+    await overflowing.nak(delay=300 * 365 * 24 * 3600.0)  # 9.5e18 ns: more than int64 holds
+    [again] = await sub.fetch(1, timeout=2)
+    assert again.data == overflowing.data
+    await again.ack()
+    with pytest.raises(asyncio.TimeoutError):
+        await sub.fetch(1, timeout=1)  # the capped one stays held

@@ -36,6 +36,12 @@ from conveyor_events.poison import Poison, read_event
 
 DUE_SLACK_S = 0.01
 """A run due this soon is started now."""
+MAX_HOLD_S = 365 * 24 * 3600.0
+"""The longest one delayed nak holds a run: a run due later is held again when this ends.
+The server reads the delay as int64 nanoseconds and adds it to now: a delay past year 2262
+(``run_at`` 2999) overflows, and the server takes it as a plain nak, delivered again at once,
+in a loop that kept due jobs of that priority from being delivered
+(tests/integration/test_server_facts.py)."""
 LAG_RETRY_S = 1.0
 """When a read has not caught up with the delivered event yet (a lagging replica)."""
 
@@ -110,8 +116,9 @@ def triage(
     seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool
 ) -> Delivery | Nak | Term:
     """What can be told from the delivery alone. A run not yet due is handed back until it
-    is due, in one delayed nak: it is delivered twice in all, however far off it is (the
-    consumers have no ``max_ack_pending``, so held runs never stop due ones: ADR 0010)."""
+    is due, in one delayed nak (of at most ``MAX_HOLD_S``): it is delivered twice in all
+    unless it is due more than a year ahead (the consumers have no ``max_ack_pending``, so
+    held runs never stop due ones: ADR 0010)."""
     read = read_event(subject, data)
     if isinstance(read, Poison):
         return Term(read.kind, read.reason)
@@ -121,7 +128,7 @@ def triage(
     if due is not None:
         wait = (due - now).total_seconds()
         if wait > DUE_SLACK_S:
-            return Nak(wait, f"due in {wait:.3f}s")
+            return Nak(min(wait, MAX_HOLD_S), f"due in {wait:.3f}s")
     if stopping:
         return Nak(0.0, "the worker is stopping")
     return Delivery(seq, read)

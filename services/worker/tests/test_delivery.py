@@ -4,7 +4,7 @@ also through the command handler on the in-memory store."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -81,6 +81,12 @@ def test_a_run_not_yet_due_is_held_back_until_it_is_due() -> None:
     assert isinstance(soon, Nak) and soon.delay_s == pytest.approx(5)
     assert isinstance(later, Nak) and later.delay_s == pytest.approx(3600)
     assert isinstance(triage(ev.submitted(run_at=NOW - timedelta(seconds=1))), Delivery)
+
+
+def test_a_run_due_centuries_ahead_is_held_a_year_at_a_time() -> None:
+    far = triage(ev.submitted(run_at=datetime(2999, 1, 1, tzinfo=UTC)))
+
+    assert isinstance(far, Nak) and far.delay_s == delivery.MAX_HOLD_S
 
 
 def test_a_stopping_worker_hands_a_delivery_back_at_once() -> None:
