@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -173,17 +173,22 @@ class Intake:
             if self.closed:
                 await nak_all([msg])
                 return
-            if self._in_hand() >= self.free_slots():
-                if q is self.high and self.regular.ready:
-                    await nak_all([self.regular.ready.pop()])  # high evicts a regular
-                else:
-                    await nak_all([msg])  # no room: the next free slot anywhere takes it
-                    self.wake.set()
-                    return
+            if self._in_hand() >= self.free_slots() and not await self._make_room(q):
+                await nak_all([msg])  # no room: the next free slot anywhere takes it
+                self.wake.set()
+                return
             q.ready.append(msg)
             self.wake.set()
 
         return receive
+
+    async def _make_room(self, q: _Queue) -> bool:
+        """A delivery came from ``q`` with every free slot spoken for: whether room was made
+        for it. A high one evicts a regular delivery not yet started."""
+        if q is self.high and self.regular.ready:
+            await nak_all([self.regular.ready.pop()])
+            return True
+        return False
 
     async def request(self, free: int) -> None:
         """Ask for as many jobs as there are free slots that no delivery in hand will take:
@@ -234,12 +239,92 @@ class Intake:
     async def wait(self, timeout: float) -> None:
         """Until a delivery arrives, a request ends, a probe is due again or :meth:`poke` is
         called."""
-        pause = self.high.retry_at - time.monotonic()
-        if pause > 0:
-            timeout = min(timeout, pause)
+        now = time.monotonic()
+        for q in self.queues.values():
+            if q.retry_at > now:
+                timeout = min(timeout, q.retry_at - now)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
         self.wake.clear()
 
     def poke(self) -> None:
         self.wake.set()
+
+
+class Turns:
+    """Smooth weighted round robin over the priorities (nginx's upstream algorithm): at each
+    pick every candidate gains its weight and the richest is picked and pays the total, so
+    with weights high=4, regular=1 and both queues full, one start in five is regular, spread
+    out (``hhrhh``...), not bunched. A queue with nothing to give is not a candidate and gains
+    nothing, so an idle priority saves up no burst for later."""
+
+    def __init__(self, weights: Mapping[names.Priority, int]) -> None:
+        self.weights = dict(weights)
+        self.credit = dict.fromkeys(self.weights, 0)
+
+    def pick(self, candidates: Iterable[names.Priority]) -> names.Priority | None:
+        """Pick one of ``candidates`` and charge it (None: no candidate)."""
+        chosen = [p for p in candidates if self.weights.get(p, 0) > 0]
+        if not chosen:
+            return None
+        for p in chosen:
+            self.credit[p] += self.weights[p]
+        best = max(chosen, key=lambda p: self.credit[p])
+        self.credit[best] -= sum(self.weights[p] for p in chosen)
+        return best
+
+
+class WeightedIntake(Intake):
+    """Weighted priority (``CONVEYOR_PRIORITY_WEIGHTS``): while both queues hold jobs, each
+    priority gets its weight's share of this worker's starts, so regular jobs progress under a
+    flood of high ones; a queue with nothing queued gives its share to the other.
+
+    The turns are dealt when slots are asked for: each free slot is one pick of
+    :class:`Turns` among the queues that last had jobs, and each of these is probed
+    (``no_wait``) for its picks. A probe that ends short marks its queue dry, and the slots it
+    left go to the other queue in the next round. A dry queue is watched (a long poll for one
+    job), so new work is seen at once; a job it brings to a full hand evicts one of the other
+    queue's not yet started (the watch is the only asking beyond the free slots)."""
+
+    def __init__(
+        self, nc: Client, free_slots: Callable[[], int], weights: Mapping[names.Priority, int]
+    ) -> None:
+        super().__init__(nc, free_slots)
+        self.turns = Turns(weights)
+
+    async def _make_room(self, q: _Queue) -> bool:
+        for other in self.queues.values():
+            if other is not q and other.ready:
+                await nak_all([other.ready.pop()])
+                return True
+        return False
+
+    async def request(self, free: int) -> None:
+        if self.closed or not self.nc.is_connected:
+            return
+        now = time.monotonic()
+        queues = list(self.queues.values())
+        open_ = {q.priority: q.current(now) for q in queues}
+        if any(r is not None and r.kind == "probe" for r in open_.values()):
+            return  # its answer first: it decides what the other slots go to
+        wanted = free - self._in_hand()
+        idle = [q for q in queues if open_[q.priority] is None and now >= q.retry_at]
+        wet = [q.priority for q in idle if q.empty_at is None]
+        picks = dict.fromkeys(self.queues, 0)
+        for _ in range(max(wanted, 0)):
+            p = self.turns.pick(wet)
+            if p is None:
+                break
+            picks[p] += 1
+        for q in idle:
+            if picks[q.priority]:
+                await self._pull(q, "probe", picks[q.priority], now)
+            elif q.empty_at is not None:
+                await self._pull(q, "poll", 1, now)
+
+    def take(self, free: int) -> list[Msg]:
+        out: list[Msg] = []
+        for q in self.queues.values():  # the hand holds what the turns asked for
+            while q.ready and len(out) < free:
+                out.append(q.ready.popleft())
+        return out

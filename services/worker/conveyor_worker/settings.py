@@ -3,10 +3,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from conveyor_bus.settings import BusSettings
+from conveyor_events import names
 
 _NOT_IN_TOKEN = re.compile(r"[^A-Za-z0-9_:-]+")
 
@@ -40,9 +43,41 @@ class Settings(BusSettings):
     metrics_port: int | None = Field(None, ge=0, le=65_535)
     """Serve Prometheus metrics on this port (unset: no metrics endpoint)."""
     metrics_host: str = "127.0.0.1"
+    priority_weights: Annotated[dict[names.Priority, int] | None, NoDecode] = None
+    """``high=4,regular=1``: weighted priority, each priority's share of the starts while both
+    have jobs queued, so regular jobs progress under a flood of high ones. Unset: strict
+    priority, a free slot always takes a high job first (the default)."""
     allow_busy_sleep: bool = False
     """Run ``sleep`` jobs with ``busy: true``, which hold the worker's event loop for up to
     30 s (tests and demos); otherwise they fail at once, without a retry."""
+
+    @field_validator("priority_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        weights: dict[str, int] = {}
+        for item in value.split(","):
+            name, sep, weight = item.partition("=")
+            name = name.strip()
+            if not sep or name not in names.PRIORITIES:
+                raise ValueError(
+                    f"{item.strip()!r} is not priority=weight with a priority of "
+                    f"{', '.join(names.PRIORITIES)} (e.g. high=4,regular=1)"
+                )
+            try:
+                weights[name] = int(weight)
+            except ValueError:
+                message = f"the weight of {name} must be a whole number, not {weight!r}"
+                raise ValueError(message) from None
+            if weights[name] < 1:
+                raise ValueError(f"the weight of {name} must be at least 1, not {weights[name]}")
+        missing = [p for p in names.PRIORITIES if p not in weights]
+        if missing:
+            raise ValueError(f"no weight for {', '.join(missing)} (e.g. high=4,regular=1)")
+        return weights
 
     @field_validator("worker_id")
     @classmethod

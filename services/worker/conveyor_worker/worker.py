@@ -43,7 +43,7 @@ from conveyor_worker import delivery
 from conveyor_worker.delivery import Ack, Conclude, Delivery, Nak, Start, Term
 from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.heartbeats import Heartbeats
-from conveyor_worker.intake import Intake
+from conveyor_worker.intake import Intake, WeightedIntake
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import Context, RunningJob
 from conveyor_worker.settings import Settings
@@ -69,7 +69,9 @@ class Worker(Watching):
         self.handlers = handlers
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
-        self.intake = Intake(nc, lambda: self.settings.concurrency - self._reserved)
+        free = lambda: self.settings.concurrency - self._reserved  # noqa: E731
+        weights = settings.priority_weights
+        self.intake = Intake(nc, free) if weights is None else WeightedIntake(nc, free, weights)
         self._stopping = asyncio.Event()
         self._started_at = utc_now()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -95,7 +97,14 @@ class Worker(Watching):
             asyncio.create_task(self._presence_loop(), name="presence"),
             asyncio.create_task(self._stop_check_loop(), name="stop-check"),
         ]
-        log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        weights = self.settings.priority_weights
+        mode = "strict" if weights is None else ",".join(f"{p}={w}" for p, w in weights.items())
+        log.info(
+            "worker %s started (concurrency %d, priority %s)",
+            self.id,
+            self.settings.concurrency,
+            mode,
+        )
         try:
             await self._fetch_loop()
             await self._drain()
