@@ -6,8 +6,9 @@
   answered: a page can only reach it under that address, a different origin from its own
   (as Vite and webpack-dev-server decide), so probes and scrapers that use a pod's IP work.
 - **Origin on writes.** A write (POST, PUT, PATCH, DELETE) that carries an ``Origin`` other
-  than the API's own (the request's ``Host``) or one of ``allowed_origins`` is 403: that is a
-  page of another site posting here. Clients that are not browsers send no ``Origin``.
+  than the API's own (the request's ``Host``) or one of ``allowed_origins`` (``*``: any) is
+  403: that is a page of another site posting here. Clients that are not browsers send no
+  ``Origin``.
 - **Content-Type on writes.** A write's body must be ``application/json``, which no HTML form
   and no cross-site ``fetch`` without a CORS preflight can send; a write without a body may
   send no Content-Type (``curl -X POST .../stop``), never a form's. Else 415.
@@ -102,7 +103,8 @@ class Guard:
         self.app = app
         self.any_host = ANY in allowed_hosts
         self.hosts = frozenset(allowed_hosts)
-        self.origins = frozenset(allowed_origins)
+        self.any_origin = ANY in allowed_origins
+        self.origins = frozenset(o for o in allowed_origins if o != ANY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,6 +127,8 @@ class Guard:
         await response(scope, receive, with_headers)
 
     def _listed(self, origin: str) -> bool:
+        if self.any_origin:
+            return True
         try:
             return normal_origin(origin) in self.origins
         except ValueError:  # "null" (a sandboxed frame, a file), or not an origin at all

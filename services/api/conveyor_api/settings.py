@@ -33,8 +33,9 @@ class Settings(BusSettings, DatabaseSettings):
     IP address is always answered, and so is ``host`` when it is a name; any other name is
     refused with 400, which is what defeats DNS rebinding (see guards.py)."""
     allowed_origins: Annotated[list[str], NoDecode] = []
-    """Origins (``scheme://host[:port]``) allowed to write besides the API's own: a browser
-    write from any other ``Origin`` is refused with 403."""
+    """Origins (``scheme://host[:port]``) allowed to write besides the API's own (``*``:
+    any): a browser write from any other ``Origin`` is refused with 403. The notifier reads
+    the same variable for the pages that may open its feed."""
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -44,4 +45,4 @@ class Settings(BusSettings, DatabaseSettings):
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
-        return [normal_origin(o) for o in _comma_list(value)]
+        return [o if o == "*" else normal_origin(o) for o in _comma_list(value)]

@@ -123,6 +123,15 @@ def test_any_host_with_a_star() -> None:
     assert star.refusal(scope) is None
 
 
+def test_any_origin_with_a_star(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``*`` means any origin, as it does for the notifier, which reads the same variable."""
+    monkeypatch.setenv("CONVEYOR_ALLOWED_ORIGINS", "*, https://a.example")
+    assert Settings().allowed_origins == ["*", "https://a.example"]
+    star = Guard(OK, allowed_hosts=["localhost"], allowed_origins=["*"])
+    headers = [(b"host", b"localhost"), (b"origin", b"https://evil.example")]
+    assert star.refusal({"type": "http", "method": "POST", "headers": headers}) is None
+
+
 def test_split_host_and_normal_origin() -> None:
     assert split_host("Example.COM.:8000") == ("example.com", 8000)
     assert split_host("[::1]") == ("[::1]", None)
