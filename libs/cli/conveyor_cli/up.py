@@ -1,8 +1,10 @@
 """``conveyor up``: the whole system on this machine, for trying Conveyor out.
 
 Starts an embedded nats-server and PostgreSQL (data under ``.conveyor/``) unless
-``NATS_URL`` / ``DATABASE_URL`` are set, runs the migrations, then runs api, notifier,
-projector and two workers as child processes, restarting any that dies, until Ctrl-C.
+``NATS_URL`` / ``DATABASE_URL`` are set, each letting in only the holder of its password
+(``.conveyor/credentials.json``, see :mod:`conveyor_cli.stack`), runs the migrations, then
+runs api, notifier, projector and two workers as child processes, restarting any that
+dies, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from conveyor_bus.redact import redact
+from conveyor_cli import stack
 from conveyor_cli.embedded import NatsServer, PostgresServer
 
 DEFAULT_NATS_PORT = 4222
@@ -76,14 +80,24 @@ def up(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        credentials = stack.load_or_create(data_dir)
         if "NATS_URL" not in env:
-            nats = NatsServer(data_dir / "nats", nats_port).start()
+            nats = NatsServer(data_dir / "nats", nats_port, login=credentials.nats).start()
             env["NATS_URL"] = nats.url
-            print(f"nats-server   {nats.url} (store {nats.store_dir})", flush=True)
+            print(f"nats-server   {redact(nats.url)} (store {nats.store_dir})", flush=True)
         if "DATABASE_URL" not in env:
-            pg = PostgresServer(data_dir / "postgres", postgres_port).start()
+            pg = PostgresServer(
+                data_dir / "postgres", postgres_port, login=credentials.postgres
+            ).start()
             env["DATABASE_URL"] = pg.url()
-            print(f"postgresql    {pg.url()} (data {pg.data_dir})", flush=True)
+            print(f"postgresql    {redact(pg.url())} (data {pg.data_dir})", flush=True)
+        if nats is not None or pg is not None:
+            started = credentials.started(nats.port if nats else None, pg.port if pg else None)
+            stack.save(data_dir, started)
+            print(
+                f"credentials   {data_dir / stack.FILE} (`conveyor env` prints the URLs)",
+                flush=True,
+            )
         migrate = [sys.executable, "-m", "conveyor_cli.main", "migrate"]
         migrated = subprocess.run(migrate, env=env).returncode
         if migrated != 0:
