@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import msgspec
 from nats.aio.client import Client
-from websockets.frames import Frame, Opcode
 
 from conveyor_bus import BusError, DirectGetter, StoredMsg
 from conveyor_bus.reader import LogReader, last_sequence
 from conveyor_events import names
-from conveyor_events.poison import Poison, poison, read_event
+from conveyor_events.poison import Poison
+from conveyor_notifier.frames import check, frame, wire
 
 log = logging.getLogger("conveyor.notifier")
 
@@ -36,48 +35,6 @@ MAX_PAUSE_S = 0.02
 
 class Overflow(Exception):
     """The client fell too far behind."""
-
-
-def check(msg: StoredMsg) -> Poison | None:
-    """Why the message is not an event a client may see, or None when it is: what
-    :func:`frame` decides, without the frame (while no client is connected). Never raises."""
-    try:
-        read = read_event(msg.subject, msg.data)
-    except Exception as e:
-        log.exception("cannot read the message at seq %d", msg.seq)
-        return poison("undecodable", f"cannot frame: {e!r}")
-    return read if isinstance(read, Poison) else None
-
-
-def frame(msg: StoredMsg) -> bytes | Poison:
-    """The public event frame ``{seq, type, job_id, at, actor, data}``, or why the message is
-    not an event a client may see (it is then not sent). Never raises."""
-    try:
-        read = read_event(msg.subject, msg.data)
-        if isinstance(read, Poison):
-            return read
-        if b"seq" in msg.data or b"\\u" in msg.data:
-            return _frame_without_seq(msg)
-        return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
-    except Exception as e:  # a bug here must not stop the feed: drop the message instead
-        log.exception("cannot frame the message at seq %d", msg.seq)
-        return poison("undecodable", f"cannot frame: {e!r}")
-
-
-def _frame_without_seq(msg: StoredMsg) -> bytes:
-    """The frame of an event that may carry a top-level ``seq`` of its own (an unknown field):
-    it is replaced by the log's, so a client never sees a forged sequence."""
-    doc = msgspec.json.decode(msg.data)
-    if "seq" not in doc:
-        return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
-    doc.pop("seq")
-    return msgspec.json.encode({"seq": msg.seq, **doc})
-
-
-def wire(payload: bytes) -> bytes:
-    """The websocket text frame of one event, as every client gets it: server frames are
-    unmasked and the feed uses no extension, so it is encoded once for all clients."""
-    return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 @dataclass(frozen=True, slots=True)

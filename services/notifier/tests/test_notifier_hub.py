@@ -14,7 +14,8 @@ from conveyor_bus import StoredMsg
 from conveyor_events import JobStarted, JobSubmitted, decode_event, encode_event, names, runnable
 from conveyor_events.events import StartedData, SubmittedData
 from conveyor_events.poison import Poison
-from conveyor_notifier.hub import Client_, Overflow, check, frame
+from conveyor_notifier.frames import check, frame
+from conveyor_notifier.hub import Client_, Overflow
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,8 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from conveyor_notifier.hub import Client_, Overflow, Tick, wire
+from conveyor_notifier.frames import wire
+from conveyor_notifier.hub import Client_, Overflow, Tick
 
 pytestmark = pytest.mark.unit
 
