@@ -201,7 +201,15 @@ def one_run(cluster: Cluster, scale: Scale, run: int) -> dict[str, Any]:
     probes = _probes(scale.fanout_clients)
     sinks = scale.fanout_clients - probes
     try:
-        services.start("notifier", "notifier", CONVEYOR_PORT=str(port))
+        services.start(
+            "notifier",
+            "notifier",
+            CONVEYOR_PORT=str(port),
+            # every client is on this machine's one address: no cap per address, and room
+            # for all of them
+            CONVEYOR_MAX_CLIENTS_PER_ADDRESS="0",
+            CONVEYOR_MAX_CLIENTS=str(scale.fanout_clients),
+        )
         _wait_healthy(port, services)
         pid = services.procs["notifier"].pid
         idle_rss = rss_mb(pid)

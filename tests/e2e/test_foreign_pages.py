@@ -2,21 +2,27 @@
 page the user visits cannot drive the local system. A rebound DNS name (foreign ``Host``) is
 400, a cross-site write (foreign ``Origin``, or a form's Content-Type) is 403 or 415, and
 nothing is written; the dashboard and ``/docs`` load only the API's own files, under a
-Content-Security-Policy that forbids framing. Same-origin pages and clients without
-``Origin`` (the CLI, curl) still write.
+Content-Security-Policy that forbids framing; another site's page cannot open the
+notifier's feed (403). Same-origin pages and clients without ``Origin`` (the CLI, curl)
+still write and read.
 
 "Nothing written" is checked on the event log: its last sequence does not move.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import websockets
 from nats.aio.client import Client
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from conveyor_events import names
 from support.system import System
@@ -182,3 +188,26 @@ def test_the_openapi_document_names_the_refusals(system: System) -> None:
     assert {"400", "403", "415"} <= set(stop)
     assert "400" in paths["/healthz"]["get"]["responses"]
     assert "415" not in paths["/api/v1/jobs"]["get"]["responses"]
+
+
+async def test_another_sites_page_cannot_open_the_feed(system: System) -> None:
+    """A page may open a websocket to any address: the notifier answers 403 to a handshake
+    whose ``Origin`` is not the dashboard's (under any loopback name) and reads no query;
+    one without ``Origin`` (the CLI, scripts) is not a browser's and is served."""
+    system.submit("noop")  # an event for since=0 to replay
+    port = urlsplit(system.api_url).port
+    assert port is not None
+    dashboard = [f"http://{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]")]
+    for ours in [*map(Origin, dashboard), None]:
+        async with websockets.connect(f"{system.ws_url}?since=0", origin=ours) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["seq"] > 0
+    before = system.metric("notifier", "conveyor_ws_refused_total", reason="origin")
+    foreign = [EVIL, f"http://127.0.0.1:{port + 1}", f"https://127.0.0.1:{port}", "null"]
+    for theirs in foreign:
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(f"{system.ws_url}?since=0", origin=Origin(theirs))
+        body = refused.value.response.body.decode()
+        assert refused.value.response.status_code == 403, body
+        assert theirs in body and "CONVEYOR_ALLOWED_ORIGINS" in body
+    after = system.metric("notifier", "conveyor_ws_refused_total", reason="origin")
+    assert after - before == len(foreign)

@@ -48,6 +48,8 @@ class System:
             "CONVEYOR_LOG_LEVEL": "info",
             "CONVEYOR_RETRY_BASE_S": "0.2",
             "CONVEYOR_RETRY_CAP_S": "1",
+            # where the dashboard is: the notifier lets its pages (that origin) open the feed
+            "CONVEYOR_API_URL": f"http://127.0.0.1:{self.api_port}",
             **(env or {}),
         }
         self.n_workers = workers

@@ -8,6 +8,10 @@ too slow for a thousand clients): the hub encodes each event's frame once and wr
 frames a client is due in one write to its transport (:class:`_Frames`). A client that does
 not read pauses its transport, its frames queue in the hub, and past its buffer it is
 disconnected with 1013 instead of the server buffering for it without bound.
+
+Before a websocket is accepted its ``Origin`` is checked (403 for another site's page), and
+the open websockets are counted (1013 past ``max_clients`` or ``max_clients_per_address``);
+see :mod:`conveyor_notifier.guards`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import logging
 import re
 import socket
+import time
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +39,8 @@ from websockets.protocol import State
 
 from conveyor_bus import BusError
 from conveyor_bus.runtime import bootstrap, stop_on_signals
-from conveyor_notifier.hub import Client_, Hub, Overflow
+from conveyor_notifier.guards import Admission, OriginPolicy
+from conveyor_notifier.hub import Client_, Hub, Overflow, ReplaysBusy
 from conveyor_notifier.settings import Settings
 
 log = logging.getLogger("conveyor.notifier")
@@ -47,12 +53,28 @@ SLOW_CLIENT_CLOSE_S = 5.0
 for being slow (the 1013 close frame last) before the connection is cut instead."""
 CLOSE_HEADROOM = 64 * 1024
 """Kernel send buffer beyond what is buffered when a slow client is closed."""
+REFUSALS = (
+    "origin",
+    "max_clients",
+    "max_clients_per_address",
+    "max_replays",
+    "replay_too_large",
+    "log_unavailable",
+    "bad_query",
+)
+"""Why a websocket was refused: the ``reason`` label of ``conveyor_ws_refused_total``."""
+REFUSAL_LOG_EVERY_S = 10.0
+"""Refusals are logged at most once per reason in this long (with the count in between)."""
 
 
 class Notifier:
-    def __init__(self, hub: Hub, send_buffer: int) -> None:
+    def __init__(
+        self, hub: Hub, send_buffer: int, origins: OriginPolicy, admission: Admission
+    ) -> None:
         self.hub = hub
         self.send_buffer = send_buffer
+        self.origins = origins
+        self.admission = admission
         self.registry = CollectorRegistry()
         self.connections = Gauge(
             "conveyor_ws_connections", "Open websocket connections", registry=self.registry
@@ -62,6 +84,16 @@ class Notifier:
             "Clients disconnected for being too slow (1013)",
             registry=self.registry,
         )
+        self.refused = Counter(
+            "conveyor_ws_refused",
+            "Websockets refused (403 at the handshake, or closed at once with 1013 or 1008)",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REFUSALS:
+            self.refused.labels(reason=reason)
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self.poison_events = Counter(
             "conveyor_notifier_poison_events",
             "Messages on the event log that are not events a client may see, skipped (kind)",
@@ -80,23 +112,63 @@ class Notifier:
             return _response(HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         if path != "/ws":
             return _response(HTTPStatus.NOT_FOUND, b"not found; the feed is at /ws\n", "text/plain")
+        refusal = self.origins.refusal(request.headers.get_all("Origin"))
+        if refusal is not None:
+            self._refuse(
+                "origin", "refused a websocket handshake from %s: %s", _peer(connection), refusal
+            )
+            return _response(HTTPStatus.FORBIDDEN, refusal.encode() + b"\n", "text/plain")
         return None
 
+    def _refuse(self, reason: str, message: str, *args: object) -> None:
+        """Count a refusal, and log it unless one of its kind was logged just now."""
+        self.refused.labels(reason=reason).inc()
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -REFUSAL_LOG_EVERY_S) < REFUSAL_LOG_EVERY_S:
+            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+            return
+        self._logged_at[reason] = now
+        unlogged = self._unlogged.pop(reason, 0)
+        more = f" ({unlogged} more of these since the last line)" if unlogged else ""
+        log.warning(message + more, *args)
+
     async def handle(self, ws: ServerConnection) -> None:
+        address = _peer(ws)
+        refusal = self.admission.enter(address)
+        if refusal is not None:
+            self._refuse(refusal.reason, "closing a websocket from %s: %s", address, refusal.detail)
+            await ws.close(TRY_AGAIN_LATER, refusal.detail)
+            return
+        try:
+            await self._serve(ws)
+        finally:
+            self.admission.leave(address)
+
+    async def _serve(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         query = parse_qs(urlsplit(ws.request.path).query)
         job_id = query.get("job_id", [None])[-1]
         since = query.get("since", [None])[-1]
         problem = _check(job_id, since)
         if problem:
+            self.refused.labels(reason="bad_query").inc()
             await ws.close(POLICY_VIOLATION, problem)
             return
         try:
             client = await self.hub.connect(job_id, int(since) if since is not None else None)
+        except ReplaysBusy:
+            detail = (
+                f"busy: {self.hub.max_replays} replays are running (max_replays); try again later"
+            )
+            self._refuse("max_replays", "closing a websocket from %s: %s", _peer(ws), detail)
+            await ws.close(TRY_AGAIN_LATER, detail)
+            return
         except Overflow:
+            self.refused.labels(reason="replay_too_large").inc()
             await ws.close(TRY_AGAIN_LATER, "replay too large; reconnect with a later since")
             return
-        except BusError:
+        except BusError as e:
+            self._refuse("log_unavailable", "cannot replay the log for a client: %s", e)
             await ws.close(TRY_AGAIN_LATER, "event log unavailable; try again")
             return
         sock = ws.transport.get_extra_info("socket")
@@ -190,6 +262,12 @@ async def _hand_over_close(ws: ServerConnection, code: int, reason: str) -> None
         transport.abort()
 
 
+def _peer(connection: ServerConnection) -> str:
+    """The client's address (without its port)."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
+
+
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return Response(status.value, status.phrase, headers, body)
@@ -206,8 +284,19 @@ def _check(job_id: str | None, since: str | None) -> str | None:
 async def serve_forever(settings: Settings) -> None:
     stop = stop_on_signals()
     nc = await bootstrap(settings, "conveyor-notifier")
-    hub = Hub(nc, settings.client_buffer, settings.write_pause_factor)
-    notifier = Notifier(hub, settings.socket_send_buffer)
+    hub = Hub(
+        nc,
+        settings.client_buffer,
+        settings.write_pause_factor,
+        max_replays=settings.max_replays,
+        replay_wait_s=settings.replay_wait_s,
+    )
+    notifier = Notifier(
+        hub,
+        settings.socket_send_buffer,
+        OriginPolicy(settings.api_url, settings.allowed_origins),
+        Admission(settings.max_clients, settings.max_clients_per_address),
+    )
     await hub.start()
     try:
         async with serve(

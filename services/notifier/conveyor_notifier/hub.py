@@ -1,9 +1,17 @@
 """Fan-out of the event log to websocket clients.
 
-One live reader follows the log; each client has a bounded queue. A client that asks for
-``since`` is registered first (live frames buffer in its queue), then replayed from the log by
-batched direct gets; frames are sent in strictly increasing ``seq``, so the overlap between
-replay and live is dropped and nothing falls in between.
+One live reader follows the log; each client has a bounded queue. Clients are indexed by the
+job they follow: a frame of job X is handed to the unfiltered clients and to X's, whatever the
+number of clients following other jobs. A client that asks for ``since`` is registered first
+(live frames buffer in its queue), then replayed from the log by batched direct gets; frames
+are sent in strictly increasing ``seq``, so the overlap between replay and live is dropped and
+nothing falls in between. At most ``max_replays`` replays run at once.
+
+A replay never leaves a hole: the direct getter checks each batch's chain of sequences (a
+reply that lost a message raises BusUnavailable), and an unfiltered replay must reach the
+event the live reader had passed on when the client was registered. Either failure is an
+unavailable bus (the app closes the client with 1013 and it comes back), never a shorter
+history.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from nats.aio.client import Client
 
-from conveyor_bus import BusError, DirectGetter, StoredMsg
-from conveyor_bus.reader import LogReader, last_sequence
+from conveyor_bus import BusError, BusUnavailable, DirectGetter, StoredMsg
+from conveyor_bus.reader import LogReader
 from conveyor_events import names
 from conveyor_events.poison import Poison
 from conveyor_notifier.frames import check, frame, wire
@@ -28,13 +36,25 @@ log = logging.getLogger("conveyor.notifier")
 
 REPLAY_PAGE = 500
 PUMP_FRAMES = 1000
+"""Queued frames written at once, before the connection's buffer is checked again."""
 MAX_PAUSE_S = 0.02
 """The longest pause between two rounds of live writes."""
-"""Queued frames written at once, before the connection's buffer is checked again."""
 
 
 class Overflow(Exception):
     """The client fell too far behind."""
+
+
+class ReplaysBusy(Exception):
+    """Every replay slot stayed taken while the client waited for one."""
+
+
+class Batches(Protocol):
+    """Batched direct gets on the log (:class:`conveyor_bus.DirectGetter`)."""
+
+    async def batch(
+        self, stream: str, request: dict[str, Any], timeout: float = 5.0
+    ) -> list[StoredMsg]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,22 +120,20 @@ class Client_:
         self.wake.set()
 
     def offer_tick(self, tick: Tick) -> None:
-        """The live reader's frames: written at once when the client keeps up, else queued."""
+        """The live reader's frames due to this client (the hub hands a client following a
+        job only that job's): written at once when the client keeps up, else queued."""
         if self.overflowed:
             return
         connection = self.connection
         if connection is None:
-            for seq, job_id, data in zip(tick.seqs, tick.job_ids, tick.wires, strict=True):
-                if self.job_id is None or job_id == self.job_id:
-                    self.offer(seq, data)
+            for seq, data in zip(tick.seqs, tick.wires, strict=True):
+                self.offer(seq, data)
             return
-        if self.job_id is None and tick.seqs[0] > self.last_seq:
+        if tick.seqs[0] > self.last_seq:
             data = tick.joined
         else:
             data = b"".join(
-                w
-                for s, j, w in zip(tick.seqs, tick.job_ids, tick.wires, strict=True)
-                if s > self.last_seq and (self.job_id is None or j == self.job_id)
+                w for s, w in zip(tick.seqs, tick.wires, strict=True) if s > self.last_seq
             )
         self.last_seq = max(self.last_seq, tick.seqs[-1])
         if data and not connection.write(data):
@@ -165,21 +183,40 @@ class Client_:
 
 
 class Hub:
-    def __init__(self, nc: Client, client_buffer: int, pause_factor: float = 2.0) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        client_buffer: int,
+        pause_factor: float = 2.0,
+        *,
+        getter: Batches | None = None,
+        max_replays: int = 8,
+        replay_wait_s: float = 5.0,
+    ) -> None:
         self.nc = nc
         self.pause_factor = pause_factor
         """After a round of live writes that took t, the next starts no sooner than
         ``pause_factor`` * t later: writing takes at most 1 / (1 + factor) of the time."""
-        self.getter = DirectGetter(nc)
+        self.getter: Batches = getter if getter is not None else DirectGetter(nc)
         self.client_buffer = client_buffer
-        self.clients: set[Client_] = set()
+        self.firehose: set[Client_] = set()
+        """Clients of every job's events."""
+        self.by_job: dict[str, set[Client_]] = {}
+        """Clients of one job's events, by job (no empty sets)."""
         self.position = 0
+        """The seq of the last event the live reader passed on."""
+        self.max_replays = max_replays
+        self.replay_wait_s = replay_wait_s
+        self._replays = asyncio.Semaphore(max_replays)
         self._task: asyncio.Task[None] | None = None
         self.on_poison: Callable[[Poison], None] = lambda _: None
         """Called once for each poison message the live reader passes."""
 
     async def start(self) -> None:
-        self.position = await last_sequence(self.nc)
+        # The last event's sequence, not the stream's (the last message may be a command):
+        # an unfiltered replay must reach it, and reads only events.
+        last = await self.getter.batch(names.STREAM, {"last_by_subj": names.EVENTS_ALL})
+        self.position = last[0].seq if last else 0
         self._task = asyncio.create_task(self._follow(), name="live-feed")
 
     async def stop(self) -> None:
@@ -194,7 +231,7 @@ class Hub:
             except BusError:
                 await asyncio.sleep(0.5)
                 continue
-            if msgs and not self.clients:  # nobody to frame for: only count the poison
+            if msgs and not self.firehose and not self.by_job:  # only count the poison
                 self.position = msgs[-1].seq
                 for m in msgs:
                     if (bad := check(m)) is not None:
@@ -209,7 +246,7 @@ class Hub:
                     continue
                 frames.append((m.seq, names.job_id_of(m.subject), wire(data)))
             if frames:
-                await self._write(Tick.of(frames))
+                await self._write(frames)
 
     def _poisoned(self, msg: StoredMsg, why: Poison) -> None:
         log.warning(
@@ -221,38 +258,85 @@ class Hub:
         )
         self.on_poison(why)
 
-    async def _write(self, tick: Tick) -> None:
-        """Hand a tick to every client, then pause in proportion to how long that took, so
-        that under load frames gather into fewer, larger writes (a write per client costs
-        about the same for one frame as for fifty) while one client waits microseconds. The
-        processor time is what counts, not time the process spent waiting for a core."""
+    async def _write(self, frames: list[tuple[int, str, bytes]]) -> None:
+        """Hand the frames to the clients due them, then pause in proportion to how long that
+        took, so that under load frames gather into fewer, larger writes (a write per client
+        costs about the same for one frame as for fifty) while one client waits microseconds.
+        The processor time is what counts, not time the process spent waiting for a core."""
         began = time.thread_time()
-        for client in list(self.clients):
-            client.offer_tick(tick)
+        self.deliver(frames)
         pause = min(MAX_PAUSE_S, (time.thread_time() - began) * self.pause_factor)
         if pause > 0:
             await asyncio.sleep(pause)
 
+    def deliver(self, frames: list[tuple[int, str, bytes]]) -> None:
+        """Each (seq, job id, wire frame) to the unfiltered clients and to the clients of its
+        job: one dictionary look-up per frame, not a look at every client."""
+        if self.firehose:
+            tick = Tick.of(frames)
+            for client in list(self.firehose):
+                client.offer_tick(tick)
+        if not self.by_job:
+            return
+        per_job: dict[str, list[tuple[int, str, bytes]]] = {}
+        for f in frames:
+            if f[1] in self.by_job:
+                per_job.setdefault(f[1], []).append(f)
+        for job_id, own in per_job.items():
+            tick = Tick.of(own)
+            for client in list(self.by_job.get(job_id, ())):
+                client.offer_tick(tick)
+
     async def connect(self, job_id: str | None, since: int | None) -> Client_:
         """Register a client; with ``since``, replay the log after it first (its live frames
-        wait in its queue meanwhile)."""
-        client = Client_(job_id=job_id, limit=self.client_buffer)
-        self.clients.add(client)
-        if since is not None:
+        wait in its queue meanwhile), once one of ``max_replays`` slots is free. Raises
+        ReplaysBusy after waiting ``replay_wait_s`` for one, BusError when the log cannot be
+        read (or was read with a gap), Overflow when the replay is too long."""
+        if since is None:
+            return self._register(job_id)
+        try:
+            async with asyncio.timeout(self.replay_wait_s):
+                await self._replays.acquire()
+        except TimeoutError:
+            raise ReplaysBusy from None
+        try:
+            live_from = self.position
+            client = self._register(job_id)
             try:
-                await self._replay(client, since)
+                await self._replay(client, since, live_from)
             except BaseException:
-                self.clients.discard(client)
+                self.disconnect(client)
                 raise
+        finally:
+            self._replays.release()
+        return client
+
+    def _register(self, job_id: str | None) -> Client_:
+        client = Client_(job_id=job_id, limit=self.client_buffer)
+        if job_id is None:
+            self.firehose.add(client)
+        else:
+            self.by_job.setdefault(job_id, set()).add(client)
         return client
 
     def disconnect(self, client: Client_) -> None:
-        self.clients.discard(client)
+        if client.job_id is None:
+            self.firehose.discard(client)
+            return
+        followers = self.by_job.get(client.job_id)
+        if followers is not None:
+            followers.discard(client)
+            if not followers:
+                del self.by_job[client.job_id]
 
-    async def _replay(self, client: Client_, since: int) -> None:
+    async def _replay(self, client: Client_, since: int, live_from: int) -> None:
+        """The log after ``since`` into the client's queue. The live reader had passed on
+        ``live_from`` when the client was registered: an unfiltered replay must reach it,
+        else the events in between would be missing."""
         subject = names.job_subjects(client.job_id) if client.job_id else names.EVENTS_ALL
         replayed: deque[tuple[int, bytes]] = deque()
         start = since + 1
+        read_to = since
         while True:
             page = await self.getter.batch(
                 names.STREAM, {"seq": start, "next_by_subj": subject, "batch": REPLAY_PAGE}
@@ -263,9 +347,16 @@ class Hub:
                     replayed.append((m.seq, wire(data)))
             if len(replayed) > client.limit + REPLAY_PAGE:
                 raise Overflow
+            if page:
+                read_to = page[-1].seq
             if not page or page[-1].num_pending == 0:
                 break
             start = page[-1].seq + 1
+        if client.job_id is None and read_to < live_from:
+            raise BusUnavailable(
+                f"the replay ended at seq {read_to}, before {live_from}, which the live feed "
+                "had already passed on"
+            )
         # Replayed frames go first; live frames queued meanwhile follow (overlap dropped).
         client.queue = replayed + client.queue
         client.wake.set()

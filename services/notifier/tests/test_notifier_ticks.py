@@ -1,18 +1,22 @@
 """Live frames written straight to a client's connection, a tick at a time: each event is
 still its own websocket text frame, in strictly increasing seq, without gap or duplicate; a
-paused connection queues (bounded), and a client that never drains overflows."""
+paused connection queues (bounded), and a client that never drains overflows. The hub hands
+each frame only to the clients due it (all jobs', or its job's)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from conveyor_bus import StoredMsg
 from conveyor_notifier.frames import wire
-from conveyor_notifier.hub import Client_, Overflow, Tick
+from conveyor_notifier.hub import Client_, Hub, Overflow, Tick
 
 pytestmark = pytest.mark.unit
 
@@ -104,16 +108,75 @@ async def test_frames_already_written_are_not_written_again() -> None:
     pump.cancel()
 
 
+def hub() -> Hub:
+    """A hub that is never started (no live reader, no log): frames are handed to it."""
+    return Hub(cast(Client, None), client_buffer=10, getter=NoLog())
+
+
+class NoLog:
+    async def batch(
+        self, stream: str, request: dict[str, Any], timeout: float = 5.0
+    ) -> list[StoredMsg]:
+        raise AssertionError("the log is not read")
+
+
+def frames_of(job: str, *seqs: int) -> list[tuple[int, str, bytes]]:
+    return [(s, job, wire(json.dumps({"seq": s}).encode())) for s in seqs]
+
+
 async def test_a_filtered_client_gets_only_its_jobs_frames() -> None:
-    client, connection = Client_(job_id=JOB, limit=10), FakeConnection()
-    pump = await live(client, connection)
+    fan = hub()
+    mine, theirs, everyone = [await fan.connect(j, None) for j in (JOB, OTHER, None)]
+    connections = {c: FakeConnection() for c in (mine, theirs, everyone)}
+    pumps = [await live(c, connection) for c, connection in connections.items()]
 
-    client.offer_tick(Tick.of([(1, JOB, wire(b'{"seq":1}')), (2, OTHER, wire(b'{"seq":2}'))]))
-    client.offer_tick(tick(3, job=OTHER))
-    client.offer_tick(tick(4))
+    fan.deliver(frames_of(JOB, 1) + frames_of(OTHER, 2))
+    fan.deliver(frames_of(OTHER, 3))
+    fan.deliver(frames_of(JOB, 4))
 
-    assert connection.seqs() == [1, 4]
-    pump.cancel()
+    assert connections[mine].seqs() == [1, 4]
+    assert connections[theirs].seqs() == [2, 3]
+    assert connections[everyone].seqs() == [1, 2, 3, 4]
+    for pump in pumps:
+        pump.cancel()
+
+
+async def test_a_frame_is_handed_only_to_the_clients_due_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clients are indexed by job: a thousand clients following other jobs cost a frame of
+    JOB nothing (before, every client looked at every frame)."""
+    fan = hub()
+    for n in range(1000):
+        await fan.connect(f"01JDQ5N3X8W4Y6Z7A9B2{n:06d}", None)
+    mine = await fan.connect(JOB, None)
+    offered: list[Client_] = []
+    plain = Client_.offer_tick
+
+    def counted(client: Client_, tick: Tick) -> None:
+        offered.append(client)
+        plain(client, tick)
+
+    monkeypatch.setattr(Client_, "offer_tick", counted)
+
+    fan.deliver(frames_of(JOB, 1, 2))
+
+    assert offered == [mine]
+    assert [seq for seq, _ in mine.queue] == [1, 2]
+
+
+async def test_a_job_without_clients_leaves_the_index() -> None:
+    fan = hub()
+    a, b, everyone = (
+        await fan.connect(JOB, None),
+        await fan.connect(JOB, None),
+        await fan.connect(None, None),
+    )
+    fan.disconnect(a)
+    assert fan.by_job == {JOB: {b}}
+    fan.disconnect(b)
+    fan.disconnect(everyone)
+    assert fan.by_job == {} and fan.firehose == set()
 
 
 async def test_replayed_frames_go_first_then_live_without_overlap() -> None:
