@@ -1,7 +1,9 @@
 """A notifier (its app and hub, in this process) on real NATS and real websockets, refusing
-what it cannot serve with 1013 instead of making the client wait without bound: a replay past
-``max_replays`` running at once (issue 10, defect 7). The reads are the real direct getter's
-against the real server; only a gate (to hold a replay) is the test's."""
+what it cannot serve with 1013 instead of a gap or a crash: a replay whose read of the log
+lost a reply (issue 10, defect 10), and a replay past ``max_replays`` running at once
+(defect 7). The reads are the real direct getter's against the real server; only a lost
+reply (one dropped, or a subscription limit small enough to drop some) and a gate (to hold
+a replay) are the test's."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import websockets
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
@@ -93,6 +96,55 @@ async def closed_with(url: str) -> tuple[list[int], int | None, str]:
             return seqs, ws.close_code, ws.close_reason or ""
         except TimeoutError:
             return seqs, None, ""
+
+
+class LosesOne(DirectGetter):
+    """The real getter, whose subscription loses the 10th reply of each batch, as a client
+    that fell behind drops one (a slow consumer): the server's replies are real, and so is
+    the chain check that must notice the hole."""
+
+    def __init__(self, nc: Client) -> None:
+        super().__init__(nc)
+        self.replies: dict[str, int] = {}
+
+    async def _on_msg(self, msg: Msg) -> None:
+        token = msg.subject.rsplit(".", 1)[-1]
+        self.replies[token] = self.replies.get(token, 0) + 1
+        if self.replies[token] != 10:
+            await super()._on_msg(msg)
+
+
+@pytest.mark.parametrize("loss", ["one reply", "slow consumer"])
+async def test_a_replay_that_lost_a_reply_is_closed_1013_and_the_feed_lives_on(
+    nc: Client, loss: str
+) -> None:
+    """A replay whose read of the log lost a reply: the 10th of a page (deterministic), or
+    whatever a subscription that may queue only 4 replies drops of 200 2 KB events (for
+    real, as in test_event_store; when the end of the batch is dropped too the read times
+    out). The client gets no frame of a replay with a hole: it is closed with 1013 "event
+    log unavailable", counted, and the notifier goes on serving."""
+    job_id = "01JDQ5N3X8W4Y6Z7A9B2C3D4RA" if loss == "one reply" else "01JDQ5N3X8W4Y6Z7A9B2C3D4RC"
+    written = await append(nc, job_id, 200, pad=2048)
+    since = written[0] - 1
+    async with running(nc, DirectGetter(nc)) as served:  # control: a getter that loses none
+        assert await closed_with(f"{served.url}?job_id={job_id}&since={since}") == (
+            written,
+            None,
+            "",
+        )
+    lossy = LosesOne(nc) if loss == "one reply" else DirectGetter(nc, pending_msgs_limit=4)
+    async with running(nc, lossy) as served:
+        for n in range(1, 4):
+            seqs, code, reason = await closed_with(f"{served.url}?job_id={job_id}&since={since}")
+            assert (len(seqs), code) == (0, 1013), (len(seqs), code, reason)
+            assert reason.startswith("event log unavailable")
+            assert served.refused("log_unavailable") == n
+
+        async with websockets.connect(served.url) as live:  # no replay: the live feed
+            await asyncio.sleep(0.2)
+            [seq] = await append(nc, job_id, 1)
+            async with asyncio.timeout(10):
+                assert json.loads(await live.recv())["seq"] == seq > written[-1]
 
 
 class Gated:
