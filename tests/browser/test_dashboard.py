@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, expect, sync_playwright
+from websockets.sync.client import ClientConnection, connect
 
 from support.system import System
 
@@ -201,3 +203,59 @@ def test_the_api_docs_render_from_the_apis_own_files(browser: Browser, system: S
     finally:
         context.close()
     watched.check("/docs")
+
+
+@pytest.fixture
+def full_notifier(system: System) -> Iterator[ClientConnection]:
+    """The system's notifier restarted to take one websocket, which this holds."""
+
+    def restart(full: bool) -> None:
+        port = str(system.notifier_port)
+        system.stop("notifier")
+        if full:
+            system.start("notifier", "notifier", CONVEYOR_PORT=port, CONVEYOR_MAX_CLIENTS="1")
+        else:
+            system.start("notifier", "notifier", CONVEYOR_PORT=port)
+        system.wait_ready()
+
+    restart(full=True)
+    try:
+        with connect(system.ws_url) as holder:
+            yield holder
+    finally:
+        restart(full=False)
+
+
+def test_a_full_notifier_is_retried_with_backoff_not_hammered(
+    browser: Browser, system: System, full_notifier: ClientConnection
+) -> None:
+    """The notifier closes the page's feed with 1013 (max_clients) right after it opens:
+    the page comes back after 0.5 s doubling up to 10 s, each jittered, so about four
+    attempts in 4 s (the 2026-12 feed came back after 50-100 ms: some fifty), and it goes
+    live once a slot frees."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    watched = Watched(page)
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    try:
+        before = system.metric("notifier", "conveyor_ws_refused_total", reason="max_clients")
+        page.goto(system.api_url + "/")
+        page.wait_for_timeout(4_000)
+        attempts = len(sockets)
+        assert 2 <= attempts <= 6, f"{attempts} websockets in 4 s"
+        assert all(ws.is_closed() for ws in sockets)
+        refused = system.metric("notifier", "conveyor_ws_refused_total", reason="max_clients")
+        assert refused - before >= attempts
+
+        full_notifier.close()  # a slot frees
+        deadline = time.monotonic() + 20
+        while len(sockets) == attempts or sockets[-1].is_closed():
+            assert time.monotonic() < deadline, "the feed never came back"
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(1_000)
+        assert not sockets[-1].is_closed()
+        expect(page.locator("#feed-status")).to_have_text("live")
+    finally:
+        context.close()
+    watched.check("the dashboard")

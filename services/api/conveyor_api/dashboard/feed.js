@@ -1,7 +1,10 @@
 // The notifier's websocket feed: one event per text frame. Tracks the last sequence seen and
-// reconnects with backoff and `since=<last seq>`, so no event is missed or seen twice.
+// reconnects with backoff (with jitter, after a 1013 too) and `since=<last seq>`, so no event
+// is missed or seen twice.
 
 const PLACEHOLDER = "{{NOTIFIER_URL}}";
+const FIRST_DELAY_MS = 500;
+const MAX_DELAY_MS = 10000;
 
 /** The notifier URL: the page's meta tag when set, else ws(s)://<this host>:8001/ws. */
 export function notifierUrl(doc = document, loc = window.location) {
@@ -70,7 +73,7 @@ export class Feed {
       ws = new WebSocket(url.toString());
     } catch (err) {
       console.warn("conveyor feed: cannot open", url.toString(), err);
-      this._schedule(null);
+      this._schedule();
       return;
     }
     this.ws = ws;
@@ -87,15 +90,18 @@ export class Feed {
       this.ws = null;
       // A connection that stayed up a while starts the backoff afresh.
       if (openedAt && Date.now() - openedAt > 5000) this.retries = 0;
-      if (!this.stopped) this._schedule(close.code);
+      if (!this.stopped) this._schedule();
     };
     ws.onerror = () => {}; // a close follows; it decides what to do
   }
 
-  _schedule(code) {
+  _schedule() {
     this._setState("reconnecting");
-    // 1013: the server dropped us for being slow; come back at once with `since`.
-    const base = code === 1013 ? 100 : Math.min(10000, 500 * 2 ** this.retries);
+    // Every close, 1013 (try again later: too slow, or the notifier is full) included, waits
+    // 0.5 s doubling up to 10 s, half of it random, so many pages refused at once do not
+    // come back at once. A connection that stayed up a while starts afresh (see onclose):
+    // a client dropped for being slow comes back within 0.5 s.
+    const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.retries);
     const delay = base / 2 + Math.random() * (base / 2);
     this.retries += 1;
     clearTimeout(this.timer);
