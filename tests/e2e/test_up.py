@@ -18,7 +18,9 @@ import httpx
 import nats
 import nats.errors
 import pytest
+import websockets.sync.client
 from conftest import run_sync
+from websockets.typing import Origin
 
 from conveyor_bus import connect
 from conveyor_bus.runtime import EXIT_LAYOUT
@@ -105,6 +107,11 @@ def test_up_runs_everything_restarts_the_dead_and_keeps_data(data: Path) -> None
         up.wait_completed(job.json()["id"])
         page = httpx.get(f"http://127.0.0.1:{up.ports['api']}/").text
         assert f"ws://127.0.0.1:{up.ports['notifier']}/ws" in page
+        # the dashboard's own origin may open the feed, whatever port the api is on
+        feed = f"ws://127.0.0.1:{up.ports['notifier']}/ws"
+        dashboard = f"http://127.0.0.1:{up.ports['api']}"
+        with websockets.sync.client.connect(feed, origin=Origin(dashboard), open_timeout=10.0):
+            pass
 
         # a worker that dies is restarted by the supervisor
         victim = up.http.get("/api/v1/workers").json()["items"][0]

@@ -51,7 +51,14 @@ def services(workers: int, api_port: int, notifier_port: int) -> list[Service]:
         Service(
             "api", ["api"], {"CONVEYOR_PORT": str(api_port), "CONVEYOR_NOTIFIER_URL": notifier_url}
         ),
-        Service("notifier", ["notifier"], {"CONVEYOR_PORT": str(notifier_port)}),
+        Service(
+            "notifier",
+            ["notifier"],  # the dashboard's origin may open the feed, on whatever port it is
+            {
+                "CONVEYOR_PORT": str(notifier_port),
+                "CONVEYOR_API_URL": f"http://127.0.0.1:{api_port}",
+            },
+        ),
         Service("projector", ["projector"]),
     ]
     for n in range(1, workers + 1):
