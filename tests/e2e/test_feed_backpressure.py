@@ -7,12 +7,8 @@ import base64
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +16,9 @@ import websockets
 from nats.aio.client import Client
 
 from conveyor_bus import JetStreamEventStore
-from conveyor_cli.embedded import free_port
 from conveyor_events import CommandHandler, SubmitJob
 from conveyor_notifier.app import SLOW_CLIENT_CLOSE_S
+from support.notifier import notifier as run_notifier
 
 pytestmark = pytest.mark.e2e
 
@@ -32,33 +28,10 @@ EVENTS = 10_000
 
 @pytest.fixture(scope="module")
 def notifier(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("notifier") / "notifier.log"
-    env = {
-        **os.environ,
-        "NATS_URL": nats_url,
-        "CONVEYOR_PORT": str(port),
-        "CONVEYOR_CLIENT_BUFFER": str(BUFFER),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor_cli.main", "notifier"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with run_notifier(
+        nats_url, tmp_path_factory.mktemp("notifier"), CONVEYOR_CLIENT_BUFFER=str(BUFFER)
+    ) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        assert not Path(log).read_text().count("Traceback"), Path(log).read_text()
 
 
 def stalled_client(port: int) -> socket.socket:

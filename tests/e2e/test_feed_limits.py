@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
 import pytest
 import websockets
 from nats.aio.client import Client
@@ -24,8 +18,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from conveyor_bus import JetStreamEventStore
-from conveyor_cli.embedded import free_port
 from conveyor_events import CommandHandler, SubmitJob
+from support.notifier import notifier as run_notifier
 from support.system import scrape
 
 pytestmark = pytest.mark.e2e
@@ -36,34 +30,13 @@ PER_ADDRESS = 2
 
 @pytest.fixture(scope="module")
 def notifier(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("notifier") / "notifier.log"
-    env = {
-        **os.environ,
-        "NATS_URL": nats_url,
-        "CONVEYOR_PORT": str(port),
-        "CONVEYOR_MAX_CLIENTS": str(MAX_CLIENTS),
-        "CONVEYOR_MAX_CLIENTS_PER_ADDRESS": str(PER_ADDRESS),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor_cli.main", "notifier"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with run_notifier(
+        nats_url,
+        tmp_path_factory.mktemp("notifier"),
+        CONVEYOR_MAX_CLIENTS=str(MAX_CLIENTS),
+        CONVEYOR_MAX_CLIENTS_PER_ADDRESS=str(PER_ADDRESS),
+    ) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        assert not Path(log).read_text().count("Traceback"), Path(log).read_text()
 
 
 def refused(port: int, reason: str) -> float:

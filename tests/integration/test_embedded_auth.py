@@ -39,6 +39,14 @@ def without_password(url: str, password: str | None = None) -> str:
     return parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}").geturl()
 
 
+async def password_only(server: PostgresServer) -> None:
+    """``server`` refuses a login without the password and takes one with it."""
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(without_password(server.url()))
+    conn = await asyncpg.connect(server.url())
+    await conn.close()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -181,10 +189,7 @@ async def test_as_root_postgres_runs_as_another_user_and_changes_no_mode_outside
             if os.lstat(path).st_mode != mode_
         }
         assert changed == {}
-        with pytest.raises(asyncpg.InvalidPasswordError):
-            await asyncpg.connect(without_password(server.url()))
-        conn = await asyncpg.connect(server.url())
-        await conn.close()
+        await password_only(server)
     finally:
         server.stop()
 
@@ -216,10 +221,7 @@ async def test_as_root_a_file_that_pgserver_links_elsewhere_is_replaced_not_writ
         hba = pgdata / "pg_hba.conf"
         assert not hba.is_symlink() and "trust" not in _uncommented(hba.read_text())
         assert hba.stat().st_uid == pgdata.stat().st_uid != 0
-        with pytest.raises(asyncpg.InvalidPasswordError):
-            await asyncpg.connect(without_password(server.url()))
-        conn = await asyncpg.connect(server.url())
-        await conn.close()
+        await password_only(server)
     finally:
         server.stop()
 

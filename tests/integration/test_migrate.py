@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
@@ -30,15 +29,6 @@ from support.legacy import STREAM as LEGACY
 from support.legacy import LegacyLog, write_legacy_log
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    srv = NatsServer(tmp_path / "nats").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

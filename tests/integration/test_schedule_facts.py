@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -38,20 +36,11 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_cli.embedded import NatsServer
+from support.jetstream import WRONG_LAST_SEQUENCE, api, publish
 
 pytestmark = pytest.mark.integration
 
 STREAM = "SCHEDULES"
-WRONG_LAST_SEQUENCE = 10071
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    srv = NatsServer(tmp_path / "nats").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
@@ -71,20 +60,6 @@ async def client(server: NatsServer) -> AsyncIterator[Client]:
         yield nc
     finally:
         await nc.close()
-
-
-async def api(nc: Client, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    reply = await nc.request(subject, json.dumps(body or {}).encode(), timeout=5)
-    answer: dict[str, Any] = json.loads(reply.data)
-    return answer
-
-
-async def publish(
-    nc: Client, subject: str, data: bytes, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    reply = await nc.request(subject, data, headers=headers, timeout=5)
-    ack: dict[str, Any] = json.loads(reply.data)
-    return ack
 
 
 def at(when: datetime) -> str:

@@ -33,11 +33,11 @@ from nats.aio.msg import Msg
 
 from conveyor_bus import connect
 from conveyor_worker.delivery import MAX_HOLD_S
+from support.jetstream import WRONG_LAST_SEQUENCE, api, publish
 
 pytestmark = pytest.mark.integration
 
 STREAM = "FACTS"
-WRONG_LAST_SEQUENCE = 10071
 
 
 def expect(job: str, seq: int) -> dict[str, str]:
@@ -45,20 +45,6 @@ def expect(job: str, seq: int) -> dict[str, str]:
         "Nats-Expected-Last-Subject-Sequence": str(seq),
         "Nats-Expected-Last-Subject-Sequence-Subject": f"facts.job.{job}.>",
     }
-
-
-async def api(nc: Client, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    reply = await nc.request(subject, json.dumps(body or {}).encode(), timeout=5)
-    answer: dict[str, Any] = json.loads(reply.data)
-    return answer
-
-
-async def publish(
-    nc: Client, subject: str, data: bytes, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    reply = await nc.request(subject, data, headers=headers, timeout=5)
-    ack: dict[str, Any] = json.loads(reply.data)
-    return ack
 
 
 @pytest.fixture
