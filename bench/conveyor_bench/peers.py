@@ -37,6 +37,13 @@ def run(scale: Scale) -> dict[str, Any]:
                 "--repeats",
                 str(scale.repeats),
             ]
-        subprocess.run(args, check=True, timeout=1200)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=1200)
+        print(done.stdout, end="", flush=True)
+        if done.returncode != 0:
+            # Its own words first: the caller's traceback would push them out of a log's tail.
+            raise RuntimeError(
+                f"bench/peers/run.py exited {done.returncode}:\n{done.stderr[-3000:]}"
+                f"\nits last output:\n{done.stdout[-1500:]}"
+            )
         results: dict[str, Any] = json.loads(out.read_text())
         return results

@@ -31,7 +31,7 @@ def test_every_scenario_of_the_benchmark_runs(tmp_path: Path) -> None:
         text=True,
         timeout=400,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.returncode == 0, done.stderr[-6000:] + done.stdout[-2000:]
     r = json.loads(out.read_text())
 
     assert r["smoke"] is True
