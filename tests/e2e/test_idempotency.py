@@ -23,6 +23,7 @@ from nats.aio.client import Client
 
 from conveyor_api.schemas import JobIn
 from conveyor_api.service import JobService, batch_item_key
+from conveyor_api.types import TypeCatalog
 from conveyor_bus import BusError, DirectGetter, JetStreamEventStore, connect
 from conveyor_bus.topology import api_request, event_log_config
 from conveyor_events import decode_event, names
@@ -166,7 +167,7 @@ async def test_the_record_s_expected_sequence_is_what_makes_one_job(
     that looked up the key before any record existed each create one."""
     store = JetStreamEventStore(nc) if guarded else _UnguardedRecord(nc)
     unused = cast(Any, None)  # submit needs neither the read model nor the queue
-    service = JobService(store, unused, unused, unused)
+    service = JobService(store, unused, unused, unused, TypeCatalog(store.getter, 15.0))
     key = f"in-process-{uuid.uuid4()}"
 
     submitted = await asyncio.gather(
@@ -242,8 +243,11 @@ async def test_a_keyed_batch_written_in_part_is_completed_once_by_its_retry(
     key = f"import-{uuid.uuid4()}"
     bodies = [{"type": "noop", "payload": {}} for _ in range(BATCH)]
     before = await submitted_ids(nc)
-    service = JobService(JetStreamEventStore(nc), cast(Any, None), cast(Any, None), cast(Any, None))
-    commands = [service._command(JobIn(**b), "user:anonymous", datetime.now(UTC)) for b in bodies]
+    store = JetStreamEventStore(nc)
+    unused = cast(Any, None)
+    service = JobService(store, unused, unused, unused, TypeCatalog(store.getter, 15.0))
+    now = datetime.now(UTC)
+    commands = [await service._command(JobIn(**b), "user:anonymous", now) for b in bodies]
     keys = [batch_item_key(key, n) for n in range(400)]
     await service.commands.submit(commands[:400], keys)  # what the interrupted request wrote
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+import conveyor
 from conveyor_bus import BusUnavailable, JetStreamEventStore, connect, ensure_topology
 from conveyor_bus.reader import LogReader
 from conveyor_bus.runtime import bootstrap
@@ -21,7 +22,6 @@ from conveyor_bus.settings import BusSettings
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
 from conveyor_cli.embedded import NatsServer
 from conveyor_events import CommandHandler, JobProgressed, SubmitJob, names
-from conveyor_worker.handlers import JobContext
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
 
@@ -165,7 +165,7 @@ async def test_the_last_progress_is_written_although_nats_was_away_when_it_fell_
     because NATS is away is tried again, not dropped (the worker dropped it before)."""
     reported, finish = asyncio.Event(), asyncio.Event()
 
-    async def report(ctx: JobContext, payload: dict[str, Any]) -> str:
+    async def report(ctx: conveyor.Context, payload: dict[str, Any]) -> str:
         ctx.progress(10, "first")
         await asyncio.sleep(0.1)  # written at once
         ctx.progress(42, "last")  # due one progress interval after the first
@@ -176,7 +176,9 @@ async def test_the_last_progress_is_written_although_nats_was_away_when_it_fell_
     settings = Settings(
         nats_url=server.url, worker_id="outage", concurrency=1, progress_interval_s=0.6
     )
-    worker = Worker(settings, client, {"report": report})
+    types = conveyor.Registry()
+    types.job("report")(report)
+    worker = Worker(settings, client, types)
     running = asyncio.create_task(worker.run())
     store = JetStreamEventStore(client)
     job_id = "01KPR0GRESS000000000000001"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+import conveyor
 from conveyor_bus import JetStreamEventStore
 from conveyor_events import CommandHandler, JobFailed, JobStarted, JobState, SubmitJob
-from conveyor_worker.handlers import Handler, JobContext, PermanentFailure
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
 
@@ -26,27 +26,29 @@ RETRY_CAP_S = 0.5
 calls: dict[str, int] = {}
 
 
-class BadInput(PermanentFailure):
+class BadInput(conveyor.PermanentFailure):
     pass
 
 
-async def flaky(ctx: JobContext, payload: dict[str, Any]) -> str:
+async def flaky(ctx: conveyor.Context, payload: dict[str, Any]) -> str:
     calls[ctx.job_id] = calls.get(ctx.job_id, 0) + 1
     if ctx.attempt < payload["succeed_at"]:
         raise RuntimeError(f"boom {ctx.attempt}")
     return "finally"
 
 
-async def hopeless(ctx: JobContext, payload: dict[str, Any]) -> None:
+async def hopeless(ctx: conveyor.Context, payload: dict[str, Any]) -> None:
     calls[ctx.job_id] = calls.get(ctx.job_id, 0) + 1
     raise BadInput("the input can never work")
 
 
-async def hang(ctx: JobContext, payload: dict[str, Any]) -> None:
+async def hang(ctx: conveyor.Context, payload: dict[str, Any]) -> None:
     await asyncio.sleep(60)
 
 
-HANDLERS: dict[str, Handler] = {"flaky": flaky, "hopeless": hopeless, "hang": hang}
+TYPES = conveyor.Registry()
+for name, handler in {"flaky": flaky, "hopeless": hopeless, "hang": hang}.items():
+    TYPES.job(name)(handler)
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ async def worker(nc: Client, nats_url: str) -> AsyncIterator[Worker]:
         retry_base_s=RETRY_BASE_S,
         retry_cap_s=RETRY_CAP_S,
     )
-    w = Worker(settings, nc, HANDLERS)
+    w = Worker(settings, nc, TYPES)
     task = asyncio.create_task(w.run())
     try:
         yield w

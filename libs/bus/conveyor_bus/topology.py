@@ -58,6 +58,20 @@ def workers_config(ttl_s: float, replicas: int = 1) -> dict[str, Any]:
     }
 
 
+def types_config(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "name": names.TYPES_STREAM,
+        "subjects": [names.TYPES_ALL],
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": replicas,
+        "max_msgs_per_subject": 1,
+        "max_msg_size": 1024 * 1024,
+        "allow_direct": True,
+        "discard": "old",
+    }
+
+
 def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str, Any]:
     return {
         "durable_name": names.run_consumer(priority),
@@ -182,6 +196,7 @@ async def ensure_topology(
     await check_layout(nc)
     await _ensure_stream(nc, event_log_config(replicas), update)
     await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
+    await _ensure_stream(nc, types_config(replicas), update)
     for priority in names.PRIORITIES:
         await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s), update)
 

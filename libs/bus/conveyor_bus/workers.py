@@ -22,6 +22,8 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int
     running: list[str]
     stopping: bool = False
+    types: list[str] = []
+    """The job types this worker runs."""
 
 
 _decoder = msgspec.json.Decoder(WorkerInfo)

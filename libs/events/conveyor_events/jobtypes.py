@@ -1,85 +1,72 @@
-"""Payload schemas of the built-in job types. Validation fills defaults and names the field
-that is wrong, so the API can answer 422 with a useful message."""
+"""Payload validation against a job type's JSON schema (which the workers publish: the API
+validates without importing any handler's code). Validation fills top-level defaults and names
+the field that is wrong, so the API can answer 422 with a useful message."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, TypeVar
+import json
+from typing import Any
 
-import msgspec
+import jsonschema_rs
 
-from conveyor_events.errors import InvalidPayload, UnknownJobType
-
-
-class NoopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``noop``: returns null at once."""
+from conveyor_events.errors import InvalidPayload
 
 
-BUSY_LIMIT_S = 30.0
-"""The longest a ``sleep`` job may burn CPU (``busy``)."""
+class PayloadSchema:
+    """One job type's payload schema, compiled once."""
+
+    def __init__(self, job_type: str, schema: dict[str, Any]) -> None:
+        self.job_type = job_type
+        self.schema = schema
+        try:
+            self._validator = jsonschema_rs.validator_for(schema)
+        except (jsonschema_rs.ValidationError, ValueError) as e:
+            raise ValueError(f"job type {job_type!r} has no valid JSON schema: {e}") from None
+        properties = schema.get("properties")
+        self._defaults = {
+            name: prop["default"]
+            for name, prop in (properties.items() if isinstance(properties, dict) else ())
+            if isinstance(prop, dict) and "default" in prop
+        }
+
+    def validate(self, payload: Any) -> dict[str, Any]:
+        """The payload with top-level defaults filled in; raises :class:`InvalidPayload`
+        naming the field (``payload.x[2].y``) and what is wrong with it."""
+        try:
+            value = _json_numbers(payload)
+        except TooDeep as e:
+            field = f"payload{e.path}"
+            raise InvalidPayload(
+                f"{field}: nested deeper than {MAX_PAYLOAD_DEPTH} levels (the most a payload "
+                "may be)",
+                field=field,
+            ) from None
+        for error in self._validator.iter_errors(value):
+            raise _invalid(error, value) from None
+        if not isinstance(value, dict):
+            raise InvalidPayload("payload: must be a JSON object", field="payload")
+        missing = {k: v for k, v in self._defaults.items() if k not in value}
+        return {**value, **json.loads(json.dumps(missing))} if missing else value
 
 
-class SleepPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``sleep``: reports progress ``steps`` times over ``seconds``, then completes
-    (or fails, if ``fail``). With ``busy`` it burns CPU instead of sleeping, never yielding to
-    the worker's event loop: a CPU-bound handler, for demonstrations and fault tests."""
-
-    seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 5.0
-    steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
-    fail: bool = False
-    busy: bool = False
-
-    def __post_init__(self) -> None:
-        if self.busy and self.seconds > BUSY_LIMIT_S:
-            # a busy handler holds its worker's event loop: no stop, timeout or shutdown
-            # takes effect meanwhile, so keep it short
-            raise ValueError(
-                f"with busy=true, seconds must be at most {BUSY_LIMIT_S:g} - at `$.seconds`"
-            )
+def _invalid(error: jsonschema_rs.ValidationError, payload: Any) -> InvalidPayload:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.instance_path)
+    kind = error.kind
+    message = error.message
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        unexpected = sorted(kind.unexpected)
+        path += f".{unexpected[0]}"
+        message = "not a field of this payload (unknown fields are refused)"
+    elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        path += f".{kind.property}"
+        message = "required, and missing"
+    if len(message) > MAX_MESSAGE:  # it quotes the value, which may be large
+        message = message[: MAX_MESSAGE - 1] + "…"
+    field = f"payload{path}"
+    return InvalidPayload(f"{field}: {message}", field=field)
 
 
-PAYLOAD_SCHEMAS: dict[str, type[msgspec.Struct]] = {"noop": NoopPayload, "sleep": SleepPayload}
-
-PAYLOAD_SCHEMA_RULES: dict[str, dict[str, Any]] = {
-    "SleepPayload": {
-        "if": {"properties": {"busy": {"const": True}}, "required": ["busy"]},
-        "then": {"properties": {"seconds": {"maximum": BUSY_LIMIT_S}}},
-    }
-}
-"""JSON Schema for what a payload's ``__post_init__`` checks across fields, by schema name
-(msgspec's generated schema describes each field on its own)."""
-
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
-
-
-def validate_payload(job_type: str, payload: Any) -> dict[str, Any]:
-    """The payload with defaults filled in; raises :class:`InvalidPayload` naming the field."""
-    schema = PAYLOAD_SCHEMAS.get(job_type)
-    if schema is None:
-        known = ", ".join(sorted(PAYLOAD_SCHEMAS))
-        raise UnknownJobType(
-            f"type: unknown job type {job_type!r}; known types: {known}", field="type"
-        )
-    try:
-        value = msgspec.convert(_json_numbers(payload), schema, strict=True)
-    except TooDeep as e:
-        field = f"payload{e.path}"
-        raise InvalidPayload(
-            f"{field}: nested deeper than {MAX_PAYLOAD_DEPTH} levels (the most a payload may be)",
-            field=field,
-        ) from None
-    except msgspec.ValidationError as e:
-        text = str(e)
-        match = _PATH.search(text)
-        message = _PATH.sub("", text)
-        path = match.group(1) if match else ""
-        if unknown := _UNKNOWN.match(message):
-            path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        field = f"payload.{path}" if path else "payload"
-        raise InvalidPayload(f"{field}: {message}", field=field) from e
-    result: dict[str, Any] = msgspec.to_builtins(value)
-    return result
+MAX_MESSAGE = 300
 
 
 MAX_PAYLOAD_DEPTH = 64
@@ -121,11 +108,3 @@ def _json_numbers(payload: Any) -> Any:
             todo.extend((value, k, v, depth + 1, (where, k)) for k, v in items)
         into[at] = value
     return root[0]
-
-
-T = TypeVar("T", bound=msgspec.Struct)
-
-
-def parse_payload(payload: dict[str, Any], schema: type[T]) -> T:
-    """Decode a payload that was validated at submit time."""
-    return msgspec.convert(payload, schema)

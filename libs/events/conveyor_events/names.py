@@ -48,6 +48,12 @@ WORKERS_STREAM: Final = "CONVEYOR_WORKERS"
 WORKERS_PREFIX: Final = "conveyor.workers"
 WORKERS_ALL: Final = "conveyor.workers.*"
 
+TYPES_STREAM: Final = "CONVEYOR_TYPES"
+"""Job types as workers publish them (name, payload schema, defaults; never code): the last
+description of each type, kept while no worker serves it."""
+TYPES_PREFIX: Final = "conveyor.types"
+TYPES_ALL: Final = "conveyor.types.>"
+
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 HEADER_BATCH_ID: Final = "Nats-Batch-Id"
@@ -108,6 +114,11 @@ def job_id_of(subject: str) -> str:
 def worker_subject(worker_id: str) -> str:
     """Where one worker's heartbeats go (the stream keeps only the last)."""
     return f"{WORKERS_PREFIX}.{worker_id}"
+
+
+def type_subject(job_type: str) -> str:
+    """Where a job type's description goes (a dotted name spans several tokens)."""
+    return f"{TYPES_PREFIX}.{job_type}"
 
 
 def run_consumer(priority: Priority) -> str:

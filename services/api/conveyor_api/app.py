@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from conveyor_api import guards, pages, problems
+from conveyor_api import guards, openapi, pages, problems
 from conveyor_api.limits import BodyLimit
 from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
+from conveyor_api.types import TypeCatalog
 from conveyor_bus import JetStreamEventStore
 from conveyor_bus.runtime import bootstrap
 from conveyor_bus.topology import queue_depth
@@ -46,7 +47,11 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.state.nc = nc
         reads = ReadModel(pool, timeout=timeout)
-        app.state.service = JobService(JetStreamEventStore(nc), reads, stop_signal, depth)
+        store = JetStreamEventStore(nc)
+        types = TypeCatalog(
+            store.getter, settings.worker_ttl_s, accept_unserved=settings.accept_unserved_types
+        )
+        app.state.service = JobService(store, reads, stop_signal, depth, types)
         try:
             yield
         finally:
@@ -68,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
     guards.document(app)
+    openapi.serve(app)
     pages.mount(app, settings)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

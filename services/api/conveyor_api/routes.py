@@ -25,6 +25,8 @@ from conveyor_api.schemas import (
     Problem,
     QueueDepth,
     Stats,
+    TypeList,
+    TypeOut,
     WorkerList,
     WorkerOut,
 )
@@ -275,10 +277,23 @@ async def workers(request: Request) -> WorkerList:
                 concurrency=w.concurrency,
                 running_job_ids=w.running,
                 stopping=w.stopping,
+                types=w.types,
             )
             for w in found
         ]
     )
+
+
+@router.get(
+    "/types",
+    response_model=TypeList,
+    response_model_by_alias=True,
+    responses=_ERRORS,
+    summary="Job types, with their payload schemas and the live workers that run them",
+)
+async def types(request: Request) -> TypeList:
+    found = await _service(request).types.listing()
+    return TypeList(items=[TypeOut.model_validate(t) for t in found])
 
 
 @system_router.get("/healthz", response_model=Health, summary="Liveness")

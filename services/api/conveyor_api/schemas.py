@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -18,7 +17,6 @@ from pydantic import (
 )
 
 from conveyor_events import JobState
-from conveyor_events.jobtypes import PAYLOAD_SCHEMA_RULES, PAYLOAD_SCHEMAS
 
 Priority = Literal["high", "regular"]
 
@@ -31,35 +29,24 @@ def _integral(value: object) -> object:
     return value
 
 
-def _job_types(schema: dict[str, Any]) -> None:
-    """Document what the API really accepts: ``type`` is a registered job type and
-    ``payload`` matches that type's schema (validated by :mod:`conveyor_events.jobtypes`, which
-    names the wrong field; pydantic only sees a string and an object)."""
-    names = sorted(PAYLOAD_SCHEMAS)
-    _, payloads = msgspec.json.schema_components(
-        [PAYLOAD_SCHEMAS[n] for n in names], ref_template="#/components/schemas/{name}"
-    )
-    schema["properties"]["type"]["enum"] = names
-    schema["oneOf"] = [
-        {
-            "properties": {
-                "type": {"const": name},
-                "payload": {
-                    **payloads[PAYLOAD_SCHEMAS[name].__name__],
-                    **PAYLOAD_SCHEMA_RULES.get(PAYLOAD_SCHEMAS[name].__name__, {}),
-                },
-            }
-        }
-        for name in names
-    ]
-
-
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_job_types)
+    """A submission. What it leaves out of ``priority``, ``max_attempts`` and ``timeout_s``
+    comes from its type's defaults (``GET /types``), then from the values shown here."""
 
-    type: StrictStr = Field(min_length=1, max_length=200, examples=["sleep"])
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrictStr = Field(
+        min_length=1,
+        max_length=200,
+        examples=["sleep"],
+        description="a job type a live worker runs (GET /api/v1/types)",
+    )
     priority: Priority = "regular"
-    payload: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 5}])
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"seconds": 5}],
+        description="checked against the type's JSON schema (GET /api/v1/types)",
+    )
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100), BeforeValidator(_integral)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400, strict=True)] | None = None
     run_at: AwareDatetime | None = Field(
@@ -172,10 +159,29 @@ class WorkerOut(BaseModel):
     concurrency: int
     running_job_ids: list[str]
     stopping: bool
+    types: list[str]
 
 
 class WorkerList(BaseModel):
     items: list[WorkerOut]
+
+
+class TypeOut(BaseModel):
+    name: str
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="the JSON schema of the type's payload"
+    )
+    defaults: dict[str, Any] = Field(
+        description="what a submission that leaves them out gets: max_attempts, timeout_s, priority"
+    )
+    description: str | None
+    workers: list[str] = Field(description="ids of the live workers that run the type")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class TypeList(BaseModel):
+    items: list[TypeOut]
 
 
 class QueueDepth(BaseModel):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
+from conveyor_api.types import TypeCatalog
 from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.reader import event_lag
 from conveyor_bus.workers import WorkerInfo, live_workers
@@ -30,7 +31,6 @@ from conveyor_events import (
     SubmitJob,
     TooManyConflicts,
 )
-from conveyor_events.jobtypes import validate_payload
 
 
 class InvalidBatch(InvalidPayload):
@@ -93,6 +93,7 @@ class JobService:
         reads: ReadModel,
         stop_signal: StopSignal,
         queue_depth: QueueDepthSource,
+        types: TypeCatalog,
         *,
         log_check_timeout_s: float = LOG_CHECK_TIMEOUT_S,
     ) -> None:
@@ -102,25 +103,36 @@ class JobService:
         self.log_check_timeout_s = log_check_timeout_s
         self._stop_signal = stop_signal
         self._queue_depth = queue_depth
+        self.types = types
 
     # -- writes --------------------------------------------------------------------------
 
-    def _command(self, spec: JobIn, actor: str, now: datetime) -> SubmitJob:
-        payload = validate_payload(spec.type, spec.payload)
+    async def _command(self, spec: JobIn, actor: str, now: datetime) -> SubmitJob:
+        """The submission of ``spec``: its type checked, what it leaves out taken from the
+        type's defaults, then from the API's."""
+        resolved = await self.types.resolve(spec.type, spec.payload)
+        given = spec.model_fields_set
+        defaults = resolved.defaults
+
+        def pick(name: str, fallback: object) -> Any:
+            if name in given:
+                return getattr(spec, name)
+            return defaults.get(name, fallback)
+
         return SubmitJob(
             job_id=new_job_id(int(now.timestamp() * 1000)),
             now=now,
             actor=actor,
             type=spec.type,
-            priority=spec.priority,
-            payload=payload,
-            max_attempts=spec.max_attempts,
-            timeout_s=spec.timeout_s,
+            priority=pick("priority", "regular"),
+            payload=resolved.payload,
+            max_attempts=pick("max_attempts", 1),
+            timeout_s=pick("timeout_s", None),
             run_at=spec.run_at,
         )
 
     async def submit(self, spec: JobIn, actor: str, idempotency_key: str | None) -> Submitted:
-        command = self._command(spec, actor, _now())
+        command = await self._command(spec, actor, _now())
         if idempotency_key is not None:
             existing = await self._idempotent(idempotency_key)
             if existing is not None:
@@ -157,7 +169,7 @@ class JobService:
         commands, errors = [], []
         for index, spec in enumerate(specs):
             try:
-                commands.append(self._command(spec, actor, now))
+                commands.append(await self._command(spec, actor, now))
             except InvalidPayload as e:
                 errors.append((f"jobs.{index}.{e.field}", f"jobs.{index}.{e}"))
         if errors:

@@ -28,6 +28,9 @@ class Settings(BusSettings, DatabaseSettings):
     """How long a read waits for PostgreSQL (connecting included) before it answers 503."""
     notifier_url: str | None = None
     """Websocket URL the dashboard connects to; default: this host, port 8001, ``/ws``."""
+    accept_unserved_types: bool = False
+    """Queue jobs of a type that no live worker runs (a type not yet deployed: its payload
+    is checked only as an object, by its worker when one runs it). Off: such a job is 422."""
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost"]
     """Host names the API answers to (the ``Host`` header without its port; ``*``: any). An
     IP address is always answered, and so is ``host`` when it is a name; any other name is

@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
-from conveyor_worker.handlers import builtin
+from conveyor_worker.loading import JobModuleError, load_types
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker
 
@@ -16,8 +16,9 @@ log = logging.getLogger("conveyor.worker")
 
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
+    types = load_types(settings)  # before connecting: a broken module fails the start at once
     nc = await bootstrap(settings, f"conveyor-worker-{settings.worker_id}")
-    worker = Worker(settings, nc, builtin(allow_busy=settings.allow_busy_sleep))
+    worker = Worker(settings, nc, types)
 
     async def relay() -> None:
         await stop.wait()
@@ -35,7 +36,10 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    run(serve(settings))
+    try:
+        run(serve(settings))
+    except JobModuleError as e:
+        raise SystemExit(f"conveyor worker: {e}") from None
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nats.aio.msg import Msg
 
+import conveyor
 from conveyor_events import JobState
 
 CancelReason = Literal["stop", "shutdown", "fenced"]
@@ -23,6 +23,7 @@ class RunningJob:
     """Our last append to the job's subject: the expected sequence of the next one."""
     started: float = field(default_factory=time.monotonic)
     handler_task: asyncio.Task[Any] | None = None
+    context: conveyor.Context | None = None
     cancel_reason: CancelReason | None = None
     pending_progress: tuple[float, str | None] | None = None
     progress_task: asyncio.Task[None] | None = None
@@ -39,21 +40,7 @@ class RunningJob:
     def cancel(self, reason: CancelReason) -> None:
         if self.cancel_reason is None:
             self.cancel_reason = reason
+        if self.context is not None:
+            self.context.cancel()  # what a sync handler looks at
         if self.handler_task is not None and not self.handler_task.done():
             self.handler_task.cancel()
-
-
-class Context:
-    """What a handler gets: its job, progress reporting and a logger."""
-
-    def __init__(self, job: RunningJob, on_progress: Any) -> None:
-        self._job = job
-        self._on_progress = on_progress
-        self.job_id = job.job_id
-        self.attempt = job.attempt
-        self.log = logging.LoggerAdapter(
-            logging.getLogger("conveyor.job"), {"job_id": job.job_id, "attempt": job.attempt}
-        )
-
-    def progress(self, percent: float, message: str | None = None) -> None:
-        self._on_progress(self._job, percent, message)

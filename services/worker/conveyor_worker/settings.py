@@ -47,6 +47,15 @@ class Settings(BusSettings):
     """``high=4,regular=1``: weighted priority, each priority's share of the starts while both
     have jobs queued, so regular jobs progress under a flood of high ones. Unset: strict
     priority, a free slot always takes a high job first (the default)."""
+    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``CONVEYOR_JOB_MODULES``: import paths of the modules whose ``@conveyor.job`` types this
+    worker runs (comma list), besides the built-in types."""
+    exec_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``CONVEYOR_EXEC_ALLOW``: path globs of the programs ``exec`` jobs may run (comma list).
+    Empty (the default): this worker does not serve ``exec``."""
+    exec_grace_s: float = Field(5.0, ge=0, le=300)
+    """How long a stopped or timed-out program's process group has between SIGTERM and
+    SIGKILL."""
     allow_busy_sleep: bool = False
     """Run ``sleep`` jobs with ``busy: true``, which hold the worker's event loop for up to
     30 s (tests and demos); otherwise they fail at once, without a retry."""
@@ -78,6 +87,13 @@ class Settings(BusSettings):
         if missing:
             raise ValueError(f"no weight for {', '.join(missing)} (e.g. high=4,regular=1)")
         return weights
+
+    @field_validator("job_modules", "exec_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("worker_id")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+import conveyor
 from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
 from conveyor_events import (
@@ -47,6 +48,7 @@ class Watching:
     store: JetStreamEventStore
     commands: CommandHandler
     running: dict[str, RunningJob]
+    types: conveyor.Registry
     heartbeat_s: float
     heartbeats: Heartbeats
     _stopping: asyncio.Event
@@ -156,6 +158,7 @@ class Watching:
                 concurrency=self.settings.concurrency,
                 running=sorted(self.running),
                 stopping=self._stopping.is_set(),
+                types=[t.name for t in self.types],
             )
             if not self.heartbeats.healthy(time.monotonic()) and self.nc.is_connected:
                 # Without ack-wait heartbeats every running job would be redelivered while it

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+import conveyor
 from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.acks import ack_info
 from conveyor_bus.appender import BatchAppender
+from conveyor_bus.types import publish_types
 from conveyor_bus.workers import forget_worker
 from conveyor_events import (
     AnyCommand,
@@ -41,11 +45,10 @@ from conveyor_events import (
 )
 from conveyor_worker import delivery
 from conveyor_worker.delivery import Ack, Conclude, Delivery, Nak, Start, Term
-from conveyor_worker.handlers import Handler, PermanentFailure
 from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.intake import Intake, WeightedIntake
 from conveyor_worker.metrics import WorkerMetrics
-from conveyor_worker.running import Context, RunningJob
+from conveyor_worker.running import RunningJob
 from conveyor_worker.settings import Settings
 from conveyor_worker.support import clean_text, jsonable, retry_delays, utc_now
 from conveyor_worker.watching import Watching
@@ -55,10 +58,13 @@ log = logging.getLogger("conveyor.worker")
 _TRACEBACK_LIMIT = 8_000
 _TIMEOUT_MARGIN_S = 5.0
 """Heartbeats go on this long past an attempt's timeout, for its cancellation to settle."""
+NOT_SERVED_RETRY_S = 5.0
+"""A job of a type this worker does not run is handed back for this long (another worker,
+or a later deployment, may run it)."""
 
 
 class Worker(Watching):
-    def __init__(self, settings: Settings, nc: Client, handlers: dict[str, Handler]) -> None:
+    def __init__(self, settings: Settings, nc: Client, types: conveyor.Registry) -> None:
         self.settings = settings
         self.id = settings.worker_id
         self.actor = f"worker:{self.id}"
@@ -66,7 +72,9 @@ class Worker(Watching):
         self.store = JetStreamEventStore(nc)
         self.appender = BatchAppender(self.store)
         self.commands = CommandHandler(self.store, append=self.appender.append)
-        self.handlers = handlers
+        self.types = types
+        self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="job")
+        """Where sync handlers run: one thread per slot at most."""
         self.running: dict[str, RunningJob] = {}
         self._reserved = 0
         free = lambda: self.settings.concurrency - self._reserved  # noqa: E731
@@ -89,6 +97,7 @@ class Worker(Watching):
         """Run until :meth:`shutdown` is called, then hand back what is still running."""
         self.appender.start()
         await self._learn_ack_wait()
+        await publish_types(self.nc, [t.describe() for t in self.types])
         await asyncio.to_thread(self.heartbeats.start)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
@@ -100,10 +109,11 @@ class Worker(Watching):
         weights = self.settings.priority_weights
         mode = "strict" if weights is None else ",".join(f"{p}={w}" for p, w in weights.items())
         log.info(
-            "worker %s started (concurrency %d, priority %s)",
+            "worker %s started (concurrency %d, priority %s, types %s)",
             self.id,
             self.settings.concurrency,
             mode,
+            ", ".join(t.name for t in self.types),
         )
         try:
             await self._fetch_loop()
@@ -118,6 +128,7 @@ class Worker(Watching):
                 await forget_worker(self.nc, self.id)
             await self.appender.close()
             await asyncio.to_thread(self.heartbeats.close)
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _learn_ack_wait(self) -> None:
         """Heartbeat at a third of the ack wait the consumers really have (another process
@@ -215,6 +226,10 @@ class Worker(Watching):
                 await self._answer(msg, Nak(delivery.LAG_RETRY_S, "history not read up to it"))
                 return None
             run, known = found, Loaded(fold(e.event for e in history), history[-1].seq)
+        if known.state is not None and self.types.get(known.state.type) is None:
+            reason = f"{known.state.type!r} is not a job type of this worker"
+            await self._answer(msg, Nak(NOT_SERVED_RETRY_S, reason))
+            return None
         start = self._start_command(triaged.job_id, run)
         verdict, outcome = await self.commands.handle(
             triaged.job_id, lambda loaded: delivery.plan(triaged, loaded, start), known
@@ -322,22 +337,28 @@ class Worker(Watching):
 
     async def _run_handler(self, job: RunningJob) -> AnyCommand | None:
         """Run the handler; the command that settles the attempt (None: hand it back)."""
-        handler = self.handlers.get(job.state.type)
-        if handler is None:
+        job_type = self.types.get(job.state.type)
+        if job_type is None:  # not when it started (checked then), so a race: try elsewhere
             message = f"worker {self.id} has no handler for {job.state.type!r}"
-            return self._fail(job, ErrorInfo(type="UnknownJobType", message=message), True)
+            return self._fail(job, ErrorInfo(type="UnknownJobType", message=message))
         if job.cancel_reason == "stop":  # stopped before its handler began
             return ConfirmStop(
                 job_id=job.job_id, now=utc_now(), actor=self.actor, attempt=job.attempt
             )
         if job.cancel_reason is not None:
             return None
-        ctx = Context(job, self._on_progress)
-        timeout = job.state.timeout_s
         try:
-            job.handler_task = asyncio.ensure_future(handler(ctx, job.state.payload))
-        except TypeError as e:  # not a coroutine function
-            return self._fail(job, ErrorInfo(type="InvalidHandler", message=str(e)), True)
+            argument = job_type.decode(job.state.payload)
+        except Exception as e:  # accepted unvalidated (a type not yet deployed), or changed
+            message = f"the payload does not fit job type {job_type.name!r}: {e}"
+            return self._fail(job, ErrorInfo(type="InvalidPayload", message=message), True)
+        ctx = conveyor.Context(job.job_id, job.attempt, functools.partial(self._on_progress, job))
+        job.context = ctx
+        timeout = job.state.timeout_s
+        if job_type.is_async:
+            job.handler_task = asyncio.ensure_future(job_type.handler(ctx, argument))
+        else:
+            job.handler_task = asyncio.ensure_future(self._in_thread(ctx, job_type, argument))
         try:
             async with asyncio.timeout(timeout) as scope:
                 result = await job.handler_task
@@ -357,6 +378,7 @@ class Worker(Watching):
                 return None
             raise
         except TimeoutError as e:
+            ctx.cancel()
             if scope.expired():
                 message = f"attempt {job.attempt} exceeded timeout_s={timeout}"
                 return self._fail(job, ErrorInfo(type="Timeout", message=message))
@@ -364,23 +386,47 @@ class Worker(Watching):
         except Exception as e:
             return self._failure(job, e)
 
+    async def _in_thread(
+        self, ctx: conveyor.Context, job_type: conveyor.JobType, argument: Any
+    ) -> Any:
+        """A sync handler, in a thread of its own. Cancelled (a stop, a timeout, shutdown),
+        it is told through ``ctx.cancelled`` and waited for: a thread cannot be interrupted,
+        and its attempt is not over while it still runs."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._threads, job_type.handler, ctx, argument
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            ctx.cancel()
+            with contextlib.suppress(Exception):
+                await future
+            raise
+
     def _failure(self, job: RunningJob, e: Exception) -> FailJob:
         tb = "".join(traceback.format_exception(e))[-_TRACEBACK_LIMIT:]
         error = ErrorInfo(
             type=type(e).__name__,
             message=clean_text(str(e) or type(e).__name__),
-            traceback=clean_text(tb),
+            traceback=None if isinstance(e, conveyor.Retry) else clean_text(tb),
         )
-        return self._fail(job, error, isinstance(e, PermanentFailure))
+        delay = e.delay_s if isinstance(e, conveyor.Retry) else None
+        return self._fail(job, error, isinstance(e, conveyor.PermanentFailure), delay)
 
-    def _fail(self, job: RunningJob, error: ErrorInfo, permanent: bool = False) -> FailJob:
+    def _fail(
+        self,
+        job: RunningJob,
+        error: ErrorInfo,
+        permanent: bool = False,
+        delay_s: float | None = None,
+    ) -> FailJob:
         return FailJob(
             job_id=job.job_id,
             now=utc_now(),
             actor=self.actor,
             attempt=job.attempt,
             error=error,
-            retry_delay_s=self._backoff(job.attempt),
+            retry_delay_s=self._backoff(job.attempt) if delay_s is None else delay_s,
             permanent=permanent,
         )
 
