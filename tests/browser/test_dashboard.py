@@ -259,3 +259,23 @@ def test_a_full_notifier_is_retried_with_backoff_not_hammered(
     finally:
         context.close()
     watched.check("the dashboard")
+
+
+def test_the_create_form_takes_its_types_and_example_payloads_from_the_api(page: Page) -> None:
+    """The type list is what live workers run (GET /types), not a list in the page; picking
+    a type puts its example payload (from its schema's defaults) and names its fields."""
+    options = page.locator("#known-types option")
+    expect(options.first).to_be_attached(timeout=10_000)
+    values = options.evaluate_all("els => els.map(e => e.value)")
+    assert {"noop", "sleep"} <= set(values), values
+    form = page.locator("#create-form")
+    kind = form.locator('input[name="type"]')
+    payload = form.locator('textarea[name="payload"]')
+    kind.fill("noop")
+    expect(payload).to_have_value("{}")
+    expect(page.locator("#create-hint")).to_contain_text("No payload")
+    kind.fill("sleep")
+    expect(payload).to_have_value('{"seconds":5,"steps":10,"fail":false,"busy":false}')
+    expect(page.locator("#create-hint")).to_contain_text("seconds?: number")
+    kind.fill("no-such-type")
+    expect(page.locator("#create-hint")).to_contain_text("No live worker runs no-such-type")

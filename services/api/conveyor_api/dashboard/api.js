@@ -100,5 +100,6 @@ export function createApi(base = "/api/v1") {
     deleteJob: (id) => request("DELETE", job(id)),
     stats: () => request("GET", "/stats"),
     workers: () => request("GET", "/workers"),
+    types: () => request("GET", "/types"),
   };
 }

@@ -1,31 +1,76 @@
 // The create form (#create-form): POST /jobs, the problem's `detail` shown in #create-error,
-// the new job put in the list from the 201 response (the feed confirms it).
+// the new job put in the list from the 201 response (the feed confirms it). The types come
+// from GET /types (what live workers run, with each payload's JSON schema): they fill the
+// type list, the example payload, the hint naming the fields, and the placeholders of what a
+// submission may leave to the type's defaults.
 
 import { h, shortId } from "../util.js";
 
-const DEFAULT_PAYLOADS = {
-  sleep: '{"seconds": 5, "steps": 10}',
-  noop: "{}",
-  exec: '{"argv": ["echo", "hello"], "env": {}}',
-};
+const PLACEHOLDER = { string: "", number: 0, integer: 0, boolean: false, array: [], object: {} };
+
+/** An example payload from a JSON schema: each default, and a blank for a required field. */
+export function examplePayload(schema) {
+  const example = {};
+  const required = new Set(schema?.required || []);
+  for (const [name, prop] of Object.entries(schema?.properties || {})) {
+    if (prop && "default" in prop) example[name] = prop.default;
+    else if (required.has(name)) example[name] = PLACEHOLDER[[].concat(prop?.type)[0]] ?? null;
+  }
+  return JSON.stringify(example);
+}
+
+function describeFields(schema) {
+  const required = new Set(schema?.required || []);
+  return Object.entries(schema?.properties || {}).map(([name, prop]) => {
+    const type = [].concat(prop?.type || prop?.anyOf?.map((a) => a.type) || "any").join(" or ");
+    return `${name}${required.has(name) ? "" : "?"}: ${type}`;
+  }).join(", ");
+}
 
 export function mountCreate(form, { api, store }) {
   const errorBox = document.getElementById("create-error");
   const resultBox = document.getElementById("create-result");
+  const hint = document.getElementById("create-hint");
+  const typeList = document.getElementById("known-types");
   const submit = form.querySelector('button[type="submit"]');
   const fields = form.elements;
+  const types = new Map();
+  const examples = new Set([fields.payload.value.trim(), "{}"]);
   let lastType = fields.type.value.trim();
 
-  if (!fields.payload.value.trim()) fields.payload.value = DEFAULT_PAYLOADS[lastType] ?? "{}";
+  function showType(type) {
+    const known = types.get(type);
+    if (!known) {
+      hint.textContent = types.size && type ? `No live worker runs ${type}.` : "";
+      return;
+    }
+    const about = known.description ? `${known.description.split("\n")[0]} ` : "";
+    const list = describeFields(known.schema);
+    hint.textContent = `${about}${list ? `Payload: ${list}.` : "No payload."}`;
+    fields.max_attempts.placeholder = String(known.defaults?.max_attempts ?? 1);
+    if (fields.timeout_s) fields.timeout_s.placeholder = known.defaults?.timeout_s ? String(known.defaults.timeout_s) : "none";
+  }
 
   // Swap in the new type's example payload unless the user edited the payload.
-  fields.type.addEventListener("input", () => {
+  function onType() {
     const type = fields.type.value.trim();
     const current = fields.payload.value.trim();
-    const untouched = !current || Object.values(DEFAULT_PAYLOADS).includes(current);
-    if (untouched && DEFAULT_PAYLOADS[type] && type !== lastType) fields.payload.value = DEFAULT_PAYLOADS[type];
+    const known = types.get(type);
+    if (known && type !== lastType && (!current || examples.has(current))) {
+      const example = examplePayload(known.schema);
+      examples.add(example);
+      fields.payload.value = example;
+    }
     lastType = type;
-  });
+    showType(type);
+  }
+  fields.type.addEventListener("input", onType);
+
+  api.types().then(({ items }) => {
+    for (const t of items) if (t.workers.length) types.set(t.name, t);
+    typeList.replaceChildren(...[...types.keys()].map((name) => h("option", { value: name })));
+    showType(fields.type.value.trim());
+  }).catch(() => {}); // the list stays empty; the API still names the types it takes
 
   function showError(message, errors = null) {
     errorBox.replaceChildren();
