@@ -13,7 +13,8 @@ from conveyor_worker.settings import Settings
 
 
 class JobModuleError(Exception):
-    """A module of CONVEYOR_JOB_MODULES cannot be imported (the worker does not start)."""
+    """A module of CONVEYOR_JOB_MODULES cannot be imported, or CONVEYOR_EXEC_ALLOW holds a
+    glob that names no program path (the worker does not start)."""
 
 
 def load_types(settings: Settings) -> conveyor.Registry:
@@ -30,5 +31,10 @@ def load_types(settings: Settings) -> conveyor.Registry:
     if settings.exec_allow:
         from conveyor_worker.execjob import exec_type
 
-        conveyor.registry.add(exec_type(settings.exec_allow, grace_s=settings.exec_grace_s))
+        try:
+            exec_job = exec_type(settings.exec_allow, grace_s=settings.exec_grace_s)
+        except ValueError as e:  # a glob that cannot mean a program's path
+            raise JobModuleError(str(e)) from None
+        if conveyor.registry.get(exec_job.name) is None:
+            conveyor.registry.add(exec_job)
     return conveyor.registry

@@ -57,7 +57,8 @@ log = logging.getLogger("conveyor.worker")
 
 _TRACEBACK_LIMIT = 8_000
 _TIMEOUT_MARGIN_S = 5.0
-"""Heartbeats go on this long past an attempt's timeout, for its cancellation to settle."""
+"""Heartbeats go on this long past an attempt's timeout (plus an exec job's grace between
+SIGTERM and SIGKILL), for its cancellation to settle."""
 NOT_SERVED_RETRY_S = 5.0
 """A job of a type this worker does not run is handed back for this long (another worker,
 or a later deployment, may run it)."""
@@ -279,11 +280,11 @@ class Worker(Watching):
         detail = f"{verdict.kind}: {verdict.reason}"
         await self.nc.publish(msg.reply, b"+TERM " + detail.encode(errors="replace")[:512])
 
-    @staticmethod
-    def _heartbeat_deadline(state: JobState) -> float | None:
+    def _heartbeat_deadline(self, state: JobState) -> float | None:
         if state.timeout_s is None:
             return None
-        return time.monotonic() + state.timeout_s + _TIMEOUT_MARGIN_S
+        margin = _TIMEOUT_MARGIN_S + self.settings.exec_grace_s
+        return time.monotonic() + state.timeout_s + margin
 
     def _count_start(self, state: JobState, triaged: Delivery, msg: Msg) -> None:
         self.metrics.started.labels(state.type, state.priority).inc()

@@ -19,18 +19,20 @@ from conveyor_events import InvalidPayload
 from conveyor_events.jobtypes import PayloadSchema
 from conveyor_worker import execjob
 from conveyor_worker.execjob import (
-    LINE_LIMIT,
-    MESSAGE_LIMIT,
-    STDERR_TAIL,
     AllowList,
     CannotStart,
     ExecPayload,
-    Output,
     ProgramFailed,
     ProgramNotAllowed,
     ProgramNotFound,
     exec_type,
     failure_message,
+)
+from conveyor_worker.execoutput import (
+    LINE_LIMIT,
+    MESSAGE_LIMIT,
+    STDERR_TAIL,
+    Output,
     progress_line,
 )
 
