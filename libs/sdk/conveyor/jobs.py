@@ -50,6 +50,9 @@ class JobType:
     defaults: Defaults = field(default_factory=Defaults)
     rules: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    grace_s: float = 0.0
+    """How long the handler may take to end once cancelled (a program's SIGTERM grace): the
+    worker keeps the job's delivery that much longer past its timeout."""
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME or not NAME.match(self.name):

@@ -328,5 +328,10 @@ def exec_type(allow: Sequence[str], *, grace_s: float = 5.0) -> conveyor.JobType
     or timed-out program's group gets ``grace_s`` between SIGTERM and SIGKILL."""
     handler = Exec(allow, grace_s)
     return conveyor.JobType(
-        "exec", ExecPayload, handler.run, rules=EXEC_RULES, description=ExecPayload.__doc__
+        "exec",
+        ExecPayload,
+        handler.run,
+        rules=EXEC_RULES,
+        description=ExecPayload.__doc__,
+        grace_s=grace_s,
     )

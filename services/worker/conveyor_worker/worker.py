@@ -57,8 +57,8 @@ log = logging.getLogger("conveyor.worker")
 
 _TRACEBACK_LIMIT = 8_000
 _TIMEOUT_MARGIN_S = 5.0
-"""Heartbeats go on this long past an attempt's timeout (plus an exec job's grace between
-SIGTERM and SIGKILL), for its cancellation to settle."""
+"""Heartbeats go on this long past an attempt's timeout (plus its type's ``grace_s``, an
+exec job's time between SIGTERM and SIGKILL), for its cancellation to settle."""
 NOT_SERVED_RETRY_S = 5.0
 """A job of a type this worker does not run is handed back for this long (another worker,
 or a later deployment, may run it)."""
@@ -283,7 +283,8 @@ class Worker(Watching):
     def _heartbeat_deadline(self, state: JobState) -> float | None:
         if state.timeout_s is None:
             return None
-        margin = _TIMEOUT_MARGIN_S + self.settings.exec_grace_s
+        job_type = self.types.get(state.type)
+        margin = _TIMEOUT_MARGIN_S + (job_type.grace_s if job_type is not None else 0.0)
         return time.monotonic() + state.timeout_s + margin
 
     def _count_start(self, state: JobState, triaged: Delivery, msg: Msg) -> None:
