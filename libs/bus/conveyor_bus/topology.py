@@ -72,6 +72,40 @@ def types_config(replicas: int = 1) -> dict[str, Any]:
     }
 
 
+SCHEDULE_TICKS_KEPT: Final = 100
+"""Ticks kept per schedule (and messages per definition subject, which keeps one): the most
+jobs one schedule can catch up on after every API process was down while nats-server
+ticked on."""
+
+
+def schedules_config(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "name": names.SCHEDULES_STREAM,
+        "subjects": [names.SCHEDULE_DEFS_ALL, names.SCHEDULE_TICKS_ALL],
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": replicas,
+        "max_msgs_per_subject": SCHEDULE_TICKS_KEPT,
+        "max_msg_size": 1024 * 1024,
+        "allow_msg_schedules": True,
+        "allow_rollup_hdrs": True,
+        "allow_direct": True,
+        "discard": "old",
+    }
+
+
+def schedule_ticks_consumer_config(ack_wait_s: float) -> dict[str, Any]:
+    return {
+        "durable_name": names.SCHEDULE_TICK_CONSUMER,
+        "filter_subject": names.SCHEDULE_TICKS_ALL,
+        "ack_policy": "explicit",
+        "ack_wait": int(ack_wait_s * 10**9),
+        "deliver_policy": "all",
+        "max_deliver": -1,
+        "replay_policy": "instant",
+    }
+
+
 def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str, Any]:
     return {
         "durable_name": names.run_consumer(priority),
@@ -197,8 +231,11 @@ async def ensure_topology(
     await _ensure_stream(nc, event_log_config(replicas), update)
     await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
     await _ensure_stream(nc, types_config(replicas), update)
+    await _ensure_stream(nc, schedules_config(replicas), update)
     for priority in names.PRIORITIES:
         await _ensure_consumer(nc, names.STREAM, run_consumer_config(priority, ack_wait_s), update)
+    ticks = schedule_ticks_consumer_config(ack_wait_s)
+    await _ensure_consumer(nc, names.SCHEDULES_STREAM, ticks, update)
 
 
 async def queue_depth(nc: Client) -> dict[str, tuple[int, int]]:

@@ -138,3 +138,38 @@ def idempotency_subject_of_digest(digest: str) -> str:
 
 def _key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+SCHEDULES_STREAM: Final = "CONVEYOR_SCHEDULES"
+"""Recurring jobs (``allow_msg_schedules``): each schedule's definition, the message from
+which nats-server fires its ticks (a plain one while it is paused), and the ticks it fires."""
+SCHEDULE_DEF_PREFIX: Final = "conveyor.schedules.def"
+SCHEDULE_TICK_PREFIX: Final = "conveyor.schedules.tick"
+SCHEDULE_DEFS_ALL: Final = "conveyor.schedules.def.*"
+SCHEDULE_TICKS_ALL: Final = "conveyor.schedules.tick.*"
+SCHEDULE_TICK_CONSUMER: Final = "api-schedule-ticks"
+"""The durable consumer of the ticks that every API process shares: one tick, one job."""
+
+HEADER_SCHEDULE: Final = "Nats-Schedule"
+HEADER_SCHEDULE_TARGET: Final = "Nats-Schedule-Target"
+HEADER_SCHEDULE_TIME_ZONE: Final = "Nats-Schedule-Time-Zone"
+HEADER_SCHEDULER: Final = "Nats-Scheduler"
+"""On a tick: the subject of the schedule that fired it."""
+HEADER_SCHEDULE_NEXT: Final = "Nats-Schedule-Next"
+"""On a tick: when the schedule fires next (RFC 3339, in the schedule's time zone)."""
+HEADER_ROLLUP: Final = "Nats-Rollup"
+
+
+def schedule_subject(name: str) -> str:
+    """Where a schedule's definition is (a name is one subject token)."""
+    return f"{SCHEDULE_DEF_PREFIX}.{name}"
+
+
+def schedule_tick_subject(name: str) -> str:
+    """Where nats-server publishes the ticks of a schedule."""
+    return f"{SCHEDULE_TICK_PREFIX}.{name}"
+
+
+def schedule_name_of(subject: str) -> str:
+    """The schedule a definition or tick subject names (its last token)."""
+    return subject.rsplit(".", 1)[-1]
