@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from conveyor_api import guards, openapi, pages, problems
+from conveyor_api import guards, openapi, pages, problems, schedules
 from conveyor_api.limits import BodyLimit
 from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.routes import router, system_router
@@ -52,9 +52,11 @@ def create_app(settings: Settings) -> FastAPI:
             store.getter, settings.worker_ttl_s, accept_unserved=settings.accept_unserved_types
         )
         app.state.service = JobService(store, reads, stop_signal, depth, types)
+        ticks = schedules.start(app, nc, store, types)
         try:
             yield
         finally:
+            await ticks.close()
             await nc.close()
             await pool.close()
 
@@ -70,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     problems.install(app)
     app.include_router(router, prefix="/api/v1")
+    schedules.install(app)
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
     guards.document(app)
