@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conveyor_cli import client, stack
+from conveyor_cli import client, schedules, stack
 
 LOCAL_STACK = {"api", "worker", "projector", "notifier", "migrate", "replay", "verify"}
 """Commands that talk to NATS or PostgreSQL: without ``NATS_URL`` / ``DATABASE_URL`` they use
@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("watch", help="follow the live event feed")
     s.add_argument("--job", dest="job_id")
     s.add_argument("--since", type=int)
+
+    schedules.add_parser(sub)
 
     sub.add_parser("env", help="print the NATS_URL and DATABASE_URL of make up, for a shell")
     sub.add_parser("replay", help="rebuild the read model from the event log")
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         from conveyor_cli import admin
 
         sys.exit(admin.run(command, wait_s=getattr(args, "wait", None)))
+    elif command == "schedule":
+        sys.exit(schedules.run(args))
     else:
         sys.exit(client.run(command, args))
 
