@@ -12,12 +12,20 @@ from fastapi.responses import JSONResponse
 
 from conveyor_api.types import View
 
+SUBMISSIONS = ("JobIn", "ScheduledJobIn")
+"""The schemas of a job to submit: a submission, and the job of a schedule's ticks."""
+
 
 def with_types(document: dict[str, Any], view: View, accept_unserved: bool) -> dict[str, Any]:
     document = copy.deepcopy(document)
-    job_in = document.get("components", {}).get("schemas", {}).get("JobIn")
-    if job_in is None:
-        return document
+    for name in SUBMISSIONS:
+        job_in = document.get("components", {}).get("schemas", {}).get(name)
+        if job_in is not None:
+            _name_types(job_in, view, accept_unserved)
+    return document
+
+
+def _name_types(job_in: dict[str, Any], view: View, accept_unserved: bool) -> None:
     served = sorted(name for name in view.served if name in view.types)
     if not accept_unserved:
         job_in["properties"]["type"]["enum"] = served
@@ -29,7 +37,6 @@ def with_types(document: dict[str, Any], view: View, accept_unserved: bool) -> d
         choices.append({"properties": {"type": {"const": name}, "payload": payload}})
     if choices and not accept_unserved:
         job_in["oneOf"] = choices
-    return document
 
 
 def serve(app: FastAPI) -> None:

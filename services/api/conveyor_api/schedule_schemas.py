@@ -11,6 +11,13 @@ from conveyor_api.schemas import Priority, _integral
 
 NAME = r"^[A-Za-z0-9_-]{1,100}$"
 """A schedule's name: letters, digits, ``_`` and ``-`` (one NATS subject token)."""
+_ITEM = r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
+_FIELD = rf"{_ITEM}(,{_ITEM})*"
+_MACRO = r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+CRON = rf"^\s*({_MACRO}|{_FIELD}(\s+{_FIELD}){{4,5}})\s*$"
+"""The shape of a cron expression, documented in the OpenAPI document (``conveyor_api.cron``
+checks it, with messages that say what is wrong: which field, which range)."""
+ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
 
 class ScheduledJobIn(BaseModel):
@@ -36,11 +43,16 @@ class ScheduleIn(BaseModel):
     cron: StrictStr = Field(
         max_length=200,
         examples=["0 3 * * *"],
+        json_schema_extra={"pattern": CRON},
         description="5 fields (minute hour day-of-month month day-of-week) or 6 (second "
         "first); lists, ranges, steps, month and weekday names, @daily and the like",
     )
     timezone: StrictStr = Field(
-        "UTC", max_length=64, examples=["Europe/Paris"], description="IANA time zone"
+        "UTC",
+        max_length=64,
+        examples=["Europe/Paris"],
+        description="IANA time zone",
+        json_schema_extra={"pattern": ZONE},
     )
     job: ScheduledJobIn
     enabled: StrictBool = True
@@ -51,8 +63,8 @@ class SchedulePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: StrictStr | None = Field(None, max_length=200)
-    timezone: StrictStr | None = Field(None, max_length=64)
+    cron: StrictStr | None = Field(None, max_length=200, json_schema_extra={"pattern": CRON})
+    timezone: StrictStr | None = Field(None, max_length=64, json_schema_extra={"pattern": ZONE})
     job: ScheduledJobIn | None = None
     enabled: StrictBool | None = Field(None, description="false pauses, true resumes")
 
