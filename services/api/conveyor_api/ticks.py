@@ -82,7 +82,11 @@ class TickRunner:
                 continue
             delay = 0.1
             for tick in ticks:
-                await self.handle(tick)
+                try:
+                    await self.handle(tick)
+                except Exception:  # never the end of this process's ticks
+                    log.exception("tick of %s at %d ns", tick.name, tick.at_ns)
+                    await _settle(tick.nak(RETRY_S))
 
     async def handle(self, tick: Tick) -> str:
         """Write the tick's job (unless the log has it) and acknowledge the tick; the
