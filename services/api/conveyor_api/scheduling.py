@@ -12,15 +12,15 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from conveyor_api import cron
 from conveyor_api.ids import derived_job_id
 from conveyor_api.schedule_schemas import ScheduledJobIn, ScheduleIn, SchedulePatch
-from conveyor_api.types import TypeCatalog
-from conveyor_bus.schedules import JetStreamSchedules, ScheduleRefused
+from conveyor_api.types import Resolved
+from conveyor_bus.schedules import ScheduleRefused, StoredSchedule
 from conveyor_events import ConcurrencyConflict, InvalidPayload, SubmitJob
 from conveyor_events.names import Priority
 
@@ -114,11 +114,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class ScheduleStore(Protocol):
+    """Where schedules are kept and fired from: ``conveyor_bus.schedules.JetStreamSchedules``,
+    or ``conveyor_api.testing.InMemorySchedules`` in unit tests (both pass
+    tests/integration/test_schedule_store_contract.py)."""
+
+    async def get(self, name: str) -> StoredSchedule | None: ...
+
+    async def last_tick(self, name: str) -> datetime | None: ...
+
+    async def all(self) -> list[tuple[str, bytes]]: ...
+
+    async def put(
+        self, name: str, data: bytes, *, expected_seq: int, cron: str | None, timezone: str
+    ) -> int:
+        """Raises ConcurrencyConflict when ``expected_seq`` is not the definition's last."""
+        ...
+
+    async def delete(self, name: str) -> None: ...
+
+
+class TypeResolver(Protocol):
+    """What checks a job's type and payload: ``conveyor_api.types.TypeCatalog``."""
+
+    async def resolve(self, job_type: str, payload: Any) -> Resolved: ...
+
+
 class Schedules:
     def __init__(
         self,
-        store: JetStreamSchedules,
-        types: TypeCatalog,
+        store: ScheduleStore,
+        types: TypeResolver,
         *,
         clock: Callable[[], datetime] = _now,
     ) -> None:
