@@ -193,16 +193,6 @@ registry = Registry()
 """The registry ``@conveyor.job`` adds to, and that workers run."""
 
 
-def job(
-    name: str,
-    *,
-    max_attempts: int | None = None,
-    timeout_s: float | None = None,
-    priority: Literal["high", "regular"] | None = None,
-    payload: Any = None,
-) -> Callable[[Handler], Handler]:
-    """``@conveyor.job("resize-image", max_attempts=3, timeout_s=60)``: the decorated
-    ``(ctx, payload)`` function handles jobs of that type. See :meth:`Registry.job`."""
-    return registry.job(
-        name, max_attempts=max_attempts, timeout_s=timeout_s, priority=priority, payload=payload
-    )
+job = registry.job
+"""``@conveyor.job("resize-image", max_attempts=3, timeout_s=60)``: the decorated
+``(ctx, payload)`` function handles jobs of that type. See :meth:`Registry.job`."""
