@@ -6,6 +6,12 @@ carries ``Nats-Expected-Last-Subject-Sequence`` with ``...-Subject: conveyor.job
 so the check is against the job's last event whatever its subject. One write is one plain
 publish (one disk sync); several writes, or a write with an idempotency record, are one
 atomic batch: all of it or none.
+
+A write with a run due later (``conveyor_events.timers``) sets its timer in
+``CONVEYOR_TIMERS`` first, then appends its events: a crash between the two leaves a timer
+whose due names a run the log does not hold, which the worker acknowledges; never a waiting
+run without a timer. A stop of a pending job removes the job's timer after the stop is
+written (a timer that outlives it fires a due the worker only acknowledges).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from conveyor_events import (
     subject_of,
 )
 from conveyor_events.poison import Poison, read_event
+from conveyor_events.timers import Timer, cancels_timer, timer_for
 
 log = logging.getLogger("conveyor.bus")
 
@@ -76,6 +83,12 @@ def messages(write: Write) -> list[tuple[Message, bool]]:
         headers = {names.HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}
         out.append(((record, write.job_id.encode(), headers), False))
     return out
+
+
+def timers(write: Write) -> list[Timer]:
+    """The timers a write sets before its events are appended (one per delayed run)."""
+    found = (timer_for(event, write.priority, write.run) for event in write.events)
+    return [t for t in found if t is not None]
 
 
 class JetStreamEventStore:
@@ -170,6 +183,7 @@ class JetStreamEventStore:
             return
         if len(batch) > MAX_BATCH_MESSAGES:
             raise ValueError(f"{len(batch)} messages exceed one atomic batch")
+        await self._set_timers([t for w in writes for t in timers(w)])
         last_seq, count = await self._publish([m for _, m, _ in batch])
         if count != len(batch):
             raise BusError(f"JetStream stored {count} of {len(batch)} messages of a batch")
@@ -177,6 +191,25 @@ class JetStreamEventStore:
         for offset, (write, _, is_event) in enumerate(batch):
             if is_event:
                 write.seqs.append(first_seq + offset)
+        for write in writes:
+            if any(cancels_timer(e) for e in write.events):
+                await self._cancel_timer(write.job_id)
+
+    async def _set_timers(self, found: list[Timer]) -> None:
+        """Write timers (each replacing its job's earlier one, if any), as one atomic batch
+        of the timers stream: one disk sync however many."""
+        if found:
+            await self._publish([(t.subject, t.body, t.headers()) for t in found])
+
+    async def _cancel_timer(self, job_id: str) -> None:
+        """Remove the job's timer, if it has one; the stop is written already, so a failure
+        here only leaves a due that the worker acknowledges."""
+        subject = f"$JS.API.STREAM.PURGE.{names.TIMERS_STREAM}"
+        body = msgspec.json.encode({"filter": names.timer_subject(job_id)})
+        try:
+            await self._nc.request(subject, body, timeout=self._timeout)
+        except Exception as e:
+            log.warning("timer of job %s not removed (its due will be ignored): %s", job_id, e)
 
     async def _publish(self, batch: list[Message]) -> tuple[int, int]:
         """Publish as one atomic batch (or a plain publish for one message): the last

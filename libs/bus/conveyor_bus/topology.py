@@ -40,7 +40,25 @@ def event_log_config(replicas: int = 1, metadata: dict[str, str] | None = None) 
         "allow_direct": True,
         "allow_atomic": True,
         "duplicate_window": 120 * 10**9,
+        # the due messages the timers fire: sourced, so the log stays deny-delete and
+        # deny-purge (a stream that allows schedules allows purges and roll-ups: ADR 14)
+        "sources": [{"name": names.TIMERS_STREAM, "filter_subject": names.DUE_ALL}],
         "metadata": {names.LAYOUT_KEY: names.LAYOUT, **(metadata or {})},
+    }
+
+
+def timers_config(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "name": names.TIMERS_STREAM,
+        "subjects": list(names.TIMERS_SUBJECTS),
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": replicas,
+        "discard": "old",
+        "allow_msg_schedules": True,
+        "allow_msg_ttl": True,  # a due message is kept a week (timers.DUE_TTL)
+        "allow_atomic": True,  # the timers of one append are one batch
+        "max_msgs_per_subject": 1,  # one timer per job, one due per job
     }
 
 
@@ -109,7 +127,7 @@ def schedule_ticks_consumer_config(ack_wait_s: float) -> dict[str, Any]:
 def run_consumer_config(priority: names.Priority, ack_wait_s: float) -> dict[str, Any]:
     return {
         "durable_name": names.run_consumer(priority),
-        "filter_subject": names.runnable_subjects(priority),
+        "filter_subjects": [names.runnable_subjects(priority), names.due_subjects(priority)],
         "ack_policy": "explicit",
         "ack_wait": int(ack_wait_s * 10**9),
         "deliver_policy": "all",
@@ -156,11 +174,12 @@ async def stream_info(nc: Client, name: str) -> dict[str, Any] | None:
         raise
 
 
-async def check_layout(nc: Client) -> bool:
+async def check_layout(nc: Client, *, upgrading: bool = False) -> bool:
     """Whether the event log exists in this version's layout; raises LayoutError, saying
     what to do, when the server holds a log this version must not write to: one of an
-    older layout (``conveyor migrate`` copies it) or one that a migration is still
-    writing."""
+    older layout (``conveyor migrate`` copies it, or upgrades it in place) or one that a
+    migration is still writing. ``upgrading``: ``conveyor migrate`` asks, which brings a
+    log of an upgradable layout to this one."""
     info = await stream_info(nc, names.STREAM)
     if info is None:
         legacy = await stream_info(nc, names.LEGACY_STREAM)
@@ -175,7 +194,13 @@ async def check_layout(nc: Client) -> bool:
         return False
     metadata = info["config"].get("metadata") or {}
     layout = metadata.get(names.LAYOUT_KEY)
-    if layout != names.LAYOUT:
+    if layout in names.UPGRADABLE_LAYOUTS and not upgrading:
+        raise LayoutError(
+            f"stream {names.STREAM} has layout {layout!r}; this version of Conveyor writes "
+            f"layout {names.LAYOUT!r} (timers for runs due later, ADR 14). Stop every Conveyor "
+            "service, then run `conveyor migrate`: it upgrades the log in place, in seconds"
+        )
+    if layout != names.LAYOUT and layout not in names.UPGRADABLE_LAYOUTS:
         raise LayoutError(
             f"stream {names.STREAM} has layout {layout!r}; this version of Conveyor writes "
             f"layout {names.LAYOUT!r}. Run the version of Conveyor that wrote it, or migrate"
@@ -198,7 +223,8 @@ async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> No
         if update:
             current = await stream_info(nc, name)
             if current is not None:  # keep metadata that is not ours to set
-                config = {**config, "metadata": current["config"].get("metadata") or {}}
+                kept = current["config"].get("metadata") or {}
+                config = {**config, "metadata": {**kept, **(config.get("metadata") or {})}}
             await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", config)
 
 
@@ -227,7 +253,8 @@ async def ensure_topology(
     concurrently from every service at start-up. With ``update`` (``conveyor migrate``),
     existing ones are brought to this configuration (e.g. a new ack wait). Raises
     LayoutError when the server holds a log of another layout (:func:`check_layout`)."""
-    await check_layout(nc)
+    await check_layout(nc, upgrading=update)
+    await _ensure_stream(nc, timers_config(replicas), update)
     await _ensure_stream(nc, event_log_config(replicas), update)
     await _ensure_stream(nc, workers_config(worker_ttl_s, replicas), update)
     await _ensure_stream(nc, types_config(replicas), update)

@@ -40,7 +40,7 @@ async def _main(command: str, settings: Settings, wait_s: float | None = None) -
         if command == "migrate" and await needs_migration(nc):
             await _migrate_layout(nc, settings)
         try:
-            await check_layout(nc)
+            await check_layout(nc, upgrading=command == "migrate")
         except LayoutError as e:
             print(f"conveyor {command}: {e}", file=sys.stderr)
             return EXIT_LAYOUT

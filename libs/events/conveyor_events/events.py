@@ -162,6 +162,16 @@ def not_before(event: AnyEvent) -> datetime | None:
     return None
 
 
+def delivered_now(event: AnyEvent) -> bool:
+    """Whether ``event`` is stored on its job's work queue: runnable, and due when it is
+    written. A run due later waits for a timer instead (conveyor_events.timers)."""
+    if not runnable(event):
+        return False
+    due = not_before(event)
+    return due is None or due <= event.at
+
+
 def subject_of(event: AnyEvent, priority: Priority) -> str:
-    """The subject ``event`` is stored on, for a job of ``priority``."""
-    return names.event_subject(event.job_id, event.name, priority if runnable(event) else None)
+    """The subject ``event`` is stored on, for a job of ``priority``: the priority token only
+    on a runnable event due at once."""
+    return names.event_subject(event.job_id, event.name, priority if delivered_now(event) else None)

@@ -108,7 +108,9 @@ class CommandHandler:
         for event in events:
             state = step(state, event)
         assert state is not None
-        write = Write(job_id, events, expected_seq=loaded.last_seq, priority=state.priority)
+        write = Write(
+            job_id, events, expected_seq=loaded.last_seq, priority=state.priority, run=state.run
+        )
         await self._append(write)
         stored = [StoredEvent(seq, e) for seq, e in zip(write.seqs, events, strict=True)]
         return Outcome(state, write.seqs[-1], stored)

@@ -7,6 +7,11 @@ priority as a last token, and the workers' consumers read those subjects straigh
 the event is the command. Every append is checked against the job's last event, whatever its
 subject (``Nats-Expected-Last-Subject-Sequence-Subject: conveyor.job.<job id>.>``). See
 docs/decisions/0009-the-event-is-the-command.md.
+
+A runnable event whose run is due later (``run_at``, a retry's backoff) is stored without the
+priority token, and a timer in stream ``CONVEYOR_TIMERS`` (a message schedule of nats-server)
+fires a *due* message at its time, which the log sources and the workers' consumers read
+beside the runnable events. See docs/decisions/0014-timers-on-the-server-scheduler.md.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ PRIORITIES: Final[tuple[Priority, ...]] = get_args(Priority)
 
 STREAM: Final = "CONVEYOR_JOBS"
 """The event log: file storage, deny delete, deny purge, atomic batches, direct gets."""
-LAYOUT: Final = "2"
-"""The layout of the log, kept in the stream's metadata under :data:`LAYOUT_KEY`."""
+LAYOUT: Final = "3"
+"""The layout of the log, kept in the stream's metadata under :data:`LAYOUT_KEY`. Layout 3 is
+layout 2 with timers: the log sources the due messages of ``CONVEYOR_TIMERS``, and the run
+consumers read them (``conveyor migrate`` upgrades a layout-2 log in place)."""
+UPGRADABLE_LAYOUTS: Final = ("2",)
+"""Layouts ``conveyor migrate`` brings to :data:`LAYOUT` in place (no copy)."""
 LAYOUT_KEY: Final = "conveyor_layout"
 MIGRATED_FROM_KEY: Final = "conveyor_migrated_from"
 """Stream metadata of a log copied from an older layout: the old stream's last sequence, set
@@ -79,8 +88,47 @@ def job_subjects(job_id: str) -> str:
 
 
 def runnable_subjects(priority: Priority) -> str:
-    """The runnable events of one priority: what the workers' consumer of it reads."""
+    """The runnable events of one priority (one of the two filters of the workers' consumer
+    of it; :func:`due_subjects` is the other)."""
     return f"{JOB_PREFIX}.*.*.{priority}"
+
+
+TIMERS_STREAM: Final = "CONVEYOR_TIMERS"
+"""Timers (``allow_msg_schedules``): one ``@at`` schedule per job whose run is due later, and
+the due messages nats-server fires from them. Not a record: a schedule is removed when it
+fires, and the stream allows purges (schedules need it); the log keeps the due messages."""
+TIMER_PREFIX: Final = "conveyor.timer"
+DUE_PREFIX: Final = "conveyor.due"
+TIMERS_SUBJECTS: Final = ("conveyor.timer.*", "conveyor.due.*.*")
+DUE_ALL: Final = "conveyor.due.>"
+"""What the log sources from the timers stream."""
+
+
+def timer_subject(job_id: str) -> str:
+    """Where the timer of a job's next run is (a job waits for at most one run at a time; a
+    new timer on the subject replaces the old one)."""
+    return f"{TIMER_PREFIX}.{job_id}"
+
+
+def due_subject(job_id: str, priority: Priority) -> str:
+    """Where a timer fires: the run of the job is due now."""
+    return f"{DUE_PREFIX}.{job_id}.{priority}"
+
+
+def due_subjects(priority: Priority) -> str:
+    """The due messages of one priority, as the log holds them (sourced from the timers)."""
+    return f"{DUE_PREFIX}.*.{priority}"
+
+
+def parse_due_subject(subject: str) -> tuple[str, Priority] | None:
+    """(job id, priority) of a due subject, or None when ``subject`` is not one."""
+    tokens = subject.split(".")
+    if len(tokens) != 4 or f"{tokens[0]}.{tokens[1]}" != DUE_PREFIX:
+        return None
+    for priority in PRIORITIES:
+        if tokens[3] == priority:
+            return tokens[2], priority
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +201,8 @@ SCHEDULE_TICK_CONSUMER: Final = "api-schedule-ticks"
 HEADER_SCHEDULE: Final = "Nats-Schedule"
 HEADER_SCHEDULE_TARGET: Final = "Nats-Schedule-Target"
 HEADER_SCHEDULE_TIME_ZONE: Final = "Nats-Schedule-Time-Zone"
+HEADER_SCHEDULE_TTL: Final = "Nats-Schedule-TTL"
+"""On a schedule: the TTL of the message it fires (the timers stream keeps a due briefly)."""
 HEADER_SCHEDULER: Final = "Nats-Scheduler"
 """On a tick: the subject of the schedule that fired it."""
 HEADER_SCHEDULE_NEXT: Final = "Nats-Schedule-Next"

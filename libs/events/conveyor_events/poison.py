@@ -12,7 +12,14 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
-from conveyor_events.events import EVENT_TYPES, AnyEvent, JobSubmitted, decode_event, runnable
+from conveyor_events.events import (
+    EVENT_TYPES,
+    AnyEvent,
+    JobSubmitted,
+    decode_event,
+    delivered_now,
+    runnable,
+)
 from conveyor_events.names import parse_event_subject
 
 PoisonKind = Literal[
@@ -61,10 +68,15 @@ def _subject_problem(subject: str, event: AnyEvent) -> str | None:
         return f"{event.name} for job {event.job_id!r} stored on the subject of job {owner!r}"
     if event.name != where.event_type:
         return f"{event.name} stored on the subject of a {where.event_type}"
-    if runnable(event) != (where.priority is not None):
-        lane = "a work queue" if where.priority is not None else "no work queue"
-        return f"{event.name} (runnable: {runnable(event)}) stored on {lane}: {subject!r}"
-    if isinstance(event, JobSubmitted) and event.data.priority != where.priority:
+    if where.priority is not None and not runnable(event):
+        return f"{event.name} (not runnable) stored on a work queue: {subject!r}"
+    if where.priority is None and delivered_now(event):
+        return f"{event.name} (runnable at once) stored on no work queue: {subject!r}"
+    if (
+        isinstance(event, JobSubmitted)
+        and where.priority is not None
+        and event.data.priority != where.priority
+    ):
         return f"a {event.data.priority} job submitted on the {where.priority} work queue"
     return None
 

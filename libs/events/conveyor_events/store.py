@@ -47,6 +47,8 @@ class Write:
     idempotency_key: str | None = None
     """Record this key as the job's (a first submission only): the write fails with a
     conflict when the key is taken."""
+    run: int = 1
+    """The job's run after these events: the run a delayed runnable event's timer names."""
     seqs: list[int] = field(default_factory=list)
     """Filled by the store: the sequence of each event, once written."""
 

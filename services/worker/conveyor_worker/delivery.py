@@ -11,6 +11,10 @@ again and planned again.
 For a fresh submission the delivered event is the job's whole history, so the state comes
 from the event itself and ``job.started`` is appended expecting the event's own sequence:
 no read at all. A conflict (a stop came in; a redelivery after a crash) makes it read.
+
+A run due later is delivered as a *due* message, fired by its timer (conveyor_events.timers):
+it names the job and the run, and the worker reads the job to find the runnable event that
+asked for it (:func:`due_delivery`); from there it is like any other delivery.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from conveyor_events import (
     AnyEvent,
@@ -32,7 +38,9 @@ from conveyor_events import (
     runnable,
     step,
 )
-from conveyor_events.poison import Poison, read_event
+from conveyor_events.names import parse_due_subject
+from conveyor_events.poison import Poison, poison, read_event
+from conveyor_events.timers import Due, decode_due
 
 DUE_SLACK_S = 0.01
 """A run due this soon is started now."""
@@ -44,6 +52,10 @@ in a loop that kept due jobs of that priority from being delivered
 (tests/integration/test_server_facts.py)."""
 LAG_RETRY_S = 1.0
 """When a read has not caught up with the delivered event yet (a lagging replica)."""
+ORPHAN_AFTER = 3
+"""Deliveries of a due whose run the job's history does not hold before it is taken as a
+timer whose events were never written (the writer died between the two, or its append was
+refused) and acknowledged. Before that, the read may only lag behind the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +124,28 @@ class Delivery:
         return Loaded(step(None, self.event), self.seq)
 
 
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    """A due message as delivered: its timer fired, run ``due.run`` of the job may start."""
+
+    seq: int
+    due: Due
+    delivered: int
+    """How many times it was delivered (1: the first)."""
+
+    @property
+    def job_id(self) -> str:
+        return self.due.job_id
+
+
 def triage(
-    seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool
-) -> Delivery | Nak | Term:
-    """What can be told from the delivery alone. A run not yet due is handed back until it
-    is due, in one delayed nak (of at most ``MAX_HOLD_S``): it is delivered twice in all
-    unless it is due more than a year ahead (the consumers have no ``max_ack_pending``, so
-    held runs never stop due ones: ADR 0010)."""
+    seq: int, subject: str, data: bytes, *, now: datetime, stopping: bool, delivered: int = 1
+) -> Delivery | DueRun | Nak | Term:
+    """What can be told from the delivery alone. A runnable event whose run is not due yet
+    (written before timers, or on a clock behind the writer's) is handed back until it is
+    due, in one delayed nak (of at most ``MAX_HOLD_S``; ADR 10)."""
+    if (due_of := parse_due_subject(subject)) is not None:
+        return _triage_due(seq, data, due_of[0], stopping, delivered)
     read = read_event(subject, data)
     if isinstance(read, Poison):
         return Term(read.kind, read.reason)
@@ -132,6 +159,43 @@ def triage(
     if stopping:
         return Nak(0.0, "the worker is stopping")
     return Delivery(seq, read)
+
+
+def _triage_due(
+    seq: int, data: bytes, job_id: str, stopping: bool, delivered: int
+) -> DueRun | Nak | Term:
+    try:
+        due = decode_due(data)
+    except msgspec.DecodeError as e:
+        found = poison("invalid", f"a due message that is not one: {e}")
+        return Term(found.kind, found.reason)
+    if due.job_id != job_id:
+        return Term("wrong_subject", f"the due of job {due.job_id!r} on the subject of {job_id!r}")
+    if stopping:
+        return Nak(0.0, "the worker is stopping")
+    return DueRun(seq, due, delivered)
+
+
+def due_delivery(
+    history: Sequence[StoredEvent], due: DueRun, *, now: datetime
+) -> Delivery | Nak | Ack:
+    """The runnable event that asked for the run a due names, as a delivery; held again
+    when the run is not due yet (a timer set short of a far ``run_at``, ``LONGEST_TIMER``);
+    acknowledged when the history never gets it (an orphan timer)."""
+    run = 0
+    for stored in history:
+        if not runnable(stored.event):
+            continue
+        run += 1
+        if run == due.due.run:
+            when = not_before(stored.event)
+            wait = (when - now).total_seconds() if when is not None else 0.0
+            if wait > DUE_SLACK_S:
+                return Nak(min(wait, MAX_HOLD_S), f"due in {wait:.3f}s")
+            return Delivery(stored.seq, stored.event)
+    if due.delivered < ORPHAN_AFTER:
+        return Nak(LAG_RETRY_S, f"run {due.due.run} of {due.job_id} not read yet")
+    return Ack(f"run {due.due.run} of job {due.job_id} is not in its history: an orphan timer")
 
 
 def run_of(history: Sequence[StoredEvent], seq: int) -> int | None:

@@ -44,7 +44,7 @@ from conveyor_events import (
     not_before,
 )
 from conveyor_worker import delivery
-from conveyor_worker.delivery import Ack, Conclude, Delivery, Nak, Start, Term
+from conveyor_worker.delivery import Ack, Conclude, Delivery, DueRun, Nak, Start, Term
 from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.intake import Intake, WeightedIntake
 from conveyor_worker.metrics import WorkerMetrics
@@ -207,18 +207,28 @@ class Worker(Watching):
         """Triage the delivery, decide its start and record ``job.started``; None when there
         is nothing to run. A fresh submission needs no read: the delivered event is the
         job's whole history."""
-        seq = ack_info(msg.reply).stream_seq
+        info = ack_info(msg.reply)
+        seq = info.stream_seq
         triaged = delivery.triage(
             seq,
             msg.subject,
             msg.data,
             now=utc_now(),
             stopping=self._stopping.is_set(),
+            delivered=info.delivered,
         )
-        if not isinstance(triaged, Delivery):
+        if isinstance(triaged, DueRun):
+            history = await self.store.history(triaged.job_id)
+            asked = delivery.due_delivery(history, triaged, now=utc_now())
+            if not isinstance(asked, Delivery):
+                await self._answer(msg, asked)
+                return None
+            run, known = triaged.due.run, Loaded(fold(e.event for e in history), history[-1].seq)
+            triaged = asked
+        elif not isinstance(triaged, Delivery):
             await self._answer(msg, triaged)
             return None
-        if triaged.fresh:
+        elif triaged.fresh:
             run, known = 1, triaged.known()
         else:
             history = await self.store.history(triaged.job_id)
