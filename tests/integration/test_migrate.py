@@ -21,6 +21,7 @@ from conveyor_bus.topology import (
     api_request,
     check_layout,
     event_log_config,
+    run_consumer_config,
     stream_info,
 )
 from conveyor_cli.embedded import NatsServer
@@ -142,3 +143,53 @@ async def test_no_copy_while_an_old_worker_waits_on_the_old_queues(client: Clien
         await migrate_layout(client)
 
     assert await stream_info(client, names.STREAM) is None
+
+
+async def test_a_layout_2_log_is_refused_then_upgraded_in_place_keeping_every_message(
+    client: Client,
+) -> None:
+    """Layout 3 adds the timers (ADR 14): the log sources their due messages and the run
+    consumers read them. A layout-2 log is upgraded in place by ``conveyor migrate``
+    (``ensure_topology(update=True)``), no copy; services refuse it until then."""
+    old = event_log_config()
+    del old["sources"]
+    old["metadata"] = {names.LAYOUT_KEY: "2"}
+    await api_request(client, f"$JS.API.STREAM.CREATE.{names.STREAM}", old)
+    for priority in names.PRIORITIES:
+        config = run_consumer_config(priority, 30.0)
+        del config["filter_subjects"]
+        config["filter_subject"] = names.runnable_subjects(priority)
+        await api_request(
+            client,
+            f"$JS.API.CONSUMER.CREATE.{names.STREAM}.{config['durable_name']}",
+            {"stream_name": names.STREAM, "config": config},
+        )
+    # a layout-2 job due later: on its work queue, held by a delayed nak (ADR 10)
+    waiting = b'{"type":"job.submitted","job_id":"01JEGACY000000000000000009","at":"2026-12-01T00:00:00Z","actor":"user:a","data":{"type":"noop","run_at":"2999-01-01T00:00:00Z"}}'
+    await client.jetstream().publish(
+        names.event_subject("01JEGACY000000000000000009", "job.submitted", "regular"), waiting
+    )
+
+    with pytest.raises(LayoutError, match="conveyor migrate"):
+        await ensure_topology(client)
+    await ensure_topology(client, update=True)
+
+    info = await stream_info(client, names.STREAM)
+    assert info is not None
+    assert info["config"]["metadata"][names.LAYOUT_KEY] == names.LAYOUT
+    assert info["config"]["deny_purge"] and info["config"]["deny_delete"]
+    assert [s["name"] for s in info["config"]["sources"]] == [names.TIMERS_STREAM]
+    assert info["state"]["messages"] == 1
+    assert await stream_info(client, names.TIMERS_STREAM) is not None
+    for priority in names.PRIORITIES:
+        consumer = await api_request(
+            client, f"$JS.API.CONSUMER.INFO.{names.STREAM}.{names.run_consumer(priority)}"
+        )
+        assert consumer["config"]["filter_subjects"] == [
+            names.runnable_subjects(priority),
+            names.due_subjects(priority),
+        ]
+    assert await check_layout(client)  # services start on it now
+    store = JetStreamEventStore(client)
+    loaded = await store.load("01JEGACY000000000000000009")
+    assert loaded.state is not None and loaded.state.status == "pending"

@@ -195,6 +195,10 @@ class JetStreamEventStore:
             if any(cancels_timer(e) for e in write.events):
                 await self._cancel_timer(write.job_id)
 
+    async def set_timer(self, timer: Timer) -> None:
+        """Set one timer again (a worker mends a run's timer that another write replaced)."""
+        await self._set_timers([timer])
+
     async def _set_timers(self, found: list[Timer]) -> None:
         """Write timers (each replacing its job's earlier one, if any), as one atomic batch
         of the timers stream: one disk sync however many."""

@@ -34,13 +34,14 @@ from conveyor_events import (
     StartJob,
     StoredEvent,
     decide,
+    fold,
     not_before,
     runnable,
     step,
 )
 from conveyor_events.names import parse_due_subject
 from conveyor_events.poison import Poison, poison, read_event
-from conveyor_events.timers import Due, decode_due
+from conveyor_events.timers import Due, Timer, decode_due, timer_for
 
 DUE_SLACK_S = 0.01
 """A run due this soon is started now."""
@@ -83,6 +84,14 @@ class Term:
     """What is wrong with it (a poison kind), for the metric."""
     reason: str
     events: tuple[AnyEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rearm:
+    """Set this timer (the run's own, which another write replaced), then ack the due."""
+
+    timer: Timer
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,21 +187,36 @@ def _triage_due(
 
 def due_delivery(
     history: Sequence[StoredEvent], due: DueRun, *, now: datetime
-) -> Delivery | Nak | Ack:
-    """The runnable event that asked for the run a due names, as a delivery; held again
-    when the run is not due yet (a timer set short of a far ``run_at``, ``LONGEST_TIMER``);
-    acknowledged when the history never gets it (an orphan timer)."""
+) -> Delivery | Nak | Ack | Rearm:
+    """The runnable event that asked for the run a due names, as a delivery. Held again when
+    the run is not due yet (a timer set short of a far ``run_at``, ``LONGEST_TIMER``).
+    Acknowledged when the history never gets it (an orphan timer), and when the run was
+    started already by an earlier delivery: only a redelivery of the same due (its worker
+    was lost) starts a run that is running. A due whose time is not its run's came from a
+    timer that a refused write set over the run's own (a second submission of the job's id):
+    the run's timer is set again."""
+    state = fold(stored.event for stored in history)
     run = 0
     for stored in history:
         if not runnable(stored.event):
             continue
         run += 1
-        if run == due.due.run:
-            when = not_before(stored.event)
-            wait = (when - now).total_seconds() if when is not None else 0.0
-            if wait > DUE_SLACK_S:
-                return Nak(min(wait, MAX_HOLD_S), f"due in {wait:.3f}s")
-            return Delivery(stored.seq, stored.event)
+        if run != due.due.run:
+            continue
+        pending = state is not None and state.run == run and state.status == "pending"
+        when = not_before(stored.event)
+        if when != due.due.due:
+            timer = timer_for(stored.event, state.priority, run) if pending and state else None
+            if timer is None:
+                return Ack(f"a due of run {run} of {due.job_id} for another time; nothing waits")
+            return Rearm(timer, f"a due of run {run} of {due.job_id} for another time")
+        started = state is not None and state.run == run and state.status == "running"
+        if started and due.delivered == 1:
+            return Ack(f"run {run} of {due.job_id} was started by another due")
+        wait = (when - now).total_seconds() if when is not None else 0.0
+        if wait > DUE_SLACK_S:
+            return Nak(min(wait, MAX_HOLD_S), f"due in {wait:.3f}s")
+        return Delivery(stored.seq, stored.event)
     if due.delivered < ORPHAN_AFTER:
         return Nak(LAG_RETRY_S, f"run {due.due.run} of {due.job_id} not read yet")
     return Ack(f"run {due.due.run} of job {due.job_id} is not in its history: an orphan timer")

@@ -44,7 +44,7 @@ from conveyor_events import (
     not_before,
 )
 from conveyor_worker import delivery
-from conveyor_worker.delivery import Ack, Conclude, Delivery, DueRun, Nak, Start, Term
+from conveyor_worker.delivery import Ack, Conclude, Delivery, DueRun, Nak, Rearm, Start, Term
 from conveyor_worker.heartbeats import Heartbeats
 from conveyor_worker.intake import Intake, WeightedIntake
 from conveyor_worker.metrics import WorkerMetrics
@@ -220,6 +220,11 @@ class Worker(Watching):
         if isinstance(triaged, DueRun):
             history = await self.store.history(triaged.job_id)
             asked = delivery.due_delivery(history, triaged, now=utc_now())
+            if isinstance(asked, Rearm):
+                log.warning("%s: its timer is set again", asked.reason)
+                await self.store.set_timer(asked.timer)
+                await msg.ack()
+                return None
             if not isinstance(asked, Delivery):
                 await self._answer(msg, asked)
                 return None
