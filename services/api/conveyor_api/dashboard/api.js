@@ -63,6 +63,7 @@ export function createApi(base = "/api/v1") {
   }
 
   const job = (id) => `/jobs/${encodeURIComponent(id)}`;
+  const schedule = (name) => `/schedules/${encodeURIComponent(name)}`;
 
   return {
     /** filter: {statuses: [], priority, type, q} */
@@ -101,5 +102,11 @@ export function createApi(base = "/api/v1") {
     stats: () => request("GET", "/stats"),
     workers: () => request("GET", "/workers"),
     types: () => request("GET", "/types"),
+    // Recurring schedules: {name, cron, timezone, job: {type, priority, payload, ...}, enabled}.
+    schedules: (opts = {}) => request("GET", "/schedules", opts),
+    createSchedule: (body) => request("POST", "/schedules", { body }),
+    /** patch: any of {cron, timezone, job, enabled}; {enabled: false} pauses, true resumes. */
+    updateSchedule: (name, patch) => request("PATCH", schedule(name), { body: patch }),
+    deleteSchedule: (name) => request("DELETE", schedule(name)),
   };
 }

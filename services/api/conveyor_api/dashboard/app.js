@@ -10,6 +10,7 @@ import { h } from "./util.js";
 import { mountCreate } from "./views/create.js";
 import { mountDetail } from "./views/detail.js";
 import { mountJobs } from "./views/jobs.js";
+import { mountSchedules } from "./views/schedules.js";
 import { mountStats } from "./views/stats.js";
 import { mountWorkers } from "./views/workers.js";
 
@@ -33,6 +34,7 @@ const jobs = mountJobs($("#jobs-panel"), { store, actions, onTypeSeen });
 const detail = mountDetail($("#job-detail"), { api, store, actions });
 mountCreate($("#create-form"), { api, store });
 mountWorkers($("#workers"), { api });
+const schedules = mountSchedules($("#schedules"), { api });
 mountStats($("#stats"), { api, store });
 
 // ------------------------------------------------------------------------------ feed
@@ -85,4 +87,4 @@ async function start() {
 start();
 
 // For debugging from the console and for tests.
-window.conveyor = { api, store, feed, detail };
+window.conveyor = { api, store, feed, detail, schedules };
