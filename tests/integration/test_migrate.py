@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from nats.aio.client import Client
@@ -25,7 +26,8 @@ from conveyor_bus.topology import (
     stream_info,
 )
 from conveyor_cli.embedded import NatsServer
-from conveyor_events import decode_event, fold, names
+from conveyor_events import decode_event, encode_event, fold, names
+from conveyor_events import testing as ev
 from support.legacy import STREAM as LEGACY
 from support.legacy import LegacyLog, write_legacy_log
 
@@ -165,7 +167,8 @@ async def test_a_layout_2_log_is_refused_then_upgraded_in_place_keeping_every_me
             {"stream_name": names.STREAM, "config": config},
         )
     # a layout-2 job due later: on its work queue, held by a delayed nak (ADR 10)
-    waiting = b'{"type":"job.submitted","job_id":"01JEGACY000000000000000009","at":"2026-12-01T00:00:00Z","actor":"user:a","data":{"type":"noop","run_at":"2999-01-01T00:00:00Z"}}'
+    far = datetime(2999, 1, 1, tzinfo=UTC)
+    waiting = encode_event(ev.submitted(job="01JEGACY000000000000000009", run_at=far))
     await client.jetstream().publish(
         names.event_subject("01JEGACY000000000000000009", "job.submitted", "regular"), waiting
     )
