@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, expect, sync_playwright
@@ -98,6 +100,7 @@ def row(page: Page, job_id: str):  # type: ignore[no-untyped-def]
 def submit_from_form(page: Page, type_: str, payload: str) -> str:
     form = page.locator("#create-form")
     form.locator('input[name="type"]').fill(type_)
+    form.locator("#payload-raw").check()  # the type's fields give way to the raw JSON
     form.locator('textarea[name="payload"]').fill(payload)
     with page.expect_response(
         lambda r: r.url.endswith("/api/v1/jobs") and r.request.method == "POST"
@@ -143,6 +146,7 @@ def test_stop_restart_delete_buttons(page: Page, system: System) -> None:
 def test_bad_payload_shows_the_problem(page: Page) -> None:
     form = page.locator("#create-form")
     form.locator('input[name="type"]').fill("sleep")
+    form.locator("#payload-raw").check()
     form.locator('textarea[name="payload"]').fill('{"seconds": -1}')
     form.locator('button[type="submit"]').click()
     expect(page.locator("#create-error")).to_contain_text("payload.seconds")
@@ -279,3 +283,249 @@ def test_the_create_form_takes_its_types_and_example_payloads_from_the_api(page:
     expect(page.locator("#create-hint")).to_contain_text("seconds?: number")
     kind.fill("no-such-type")
     expect(page.locator("#create-hint")).to_contain_text("No live worker runs no-such-type")
+
+
+# -- the create form's payload fields, built from the type's schema (issues 11, 14) ----------
+
+JOBS_DIR = Path(__file__).parents[1] / "e2e" / "jobs"
+
+
+def field(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'#payload-fields [data-field="{name}"]')
+
+
+def control(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return field(page, name).locator("input, select, textarea")
+
+
+def submit_form(page: Page, status: int) -> dict[str, Any]:
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/v1/jobs") and r.request.method == "POST"
+    ) as response:
+        page.locator('#create-form button[type="submit"]').click()
+    assert response.value.status == status, response.value.text()
+    body: dict[str, Any] = response.value.json()
+    return body
+
+
+def test_the_create_form_builds_fields_from_the_types_schema(page: Page, system: System) -> None:
+    form = page.locator("#create-form")
+    form.locator('input[name="type"]').fill("sleep")
+    seconds, steps = control(page, "seconds"), control(page, "steps")
+    fail, busy = control(page, "fail"), control(page, "busy")
+    expect(seconds).to_have_attribute("type", "number")
+    expect(seconds).to_have_value("5")
+    expect(seconds).to_have_attribute("min", "0")
+    expect(seconds).to_have_attribute("max", "86400")
+    expect(steps).to_have_value("10")
+    expect(steps).to_have_attribute("step", "1")
+    expect(field(page, "steps").locator(".pf-help")).to_contain_text("1 to 10000")
+    expect(fail).to_have_attribute("type", "checkbox")
+    expect(fail).not_to_be_checked()
+    expect(busy).to_have_attribute("type", "checkbox")
+    expect(page.get_by_label("seconds", exact=True)).to_have_value("5")  # each has its label
+    expect(form.locator('textarea[name="payload"]')).to_be_hidden()
+
+    seconds.fill("0.1")
+    steps.fill("2")
+    job = submit_form(page, 201)
+    payload = system.job(job["id"]).json()["payload"]
+    assert payload == {"seconds": 0.1, "steps": 2, "fail": False, "busy": False}
+    expect(row(page, job["id"])).to_be_visible()
+
+
+def test_a_value_the_server_refuses_is_shown_at_its_field(page: Page) -> None:
+    """The fields leave ranges to the API: what it refuses is shown at the field it names,
+    the rest of the form kept."""
+    page.locator('#create-form input[name="type"]').fill("sleep")
+    seconds, steps = control(page, "seconds"), control(page, "steps")
+    seconds.fill("1.5")
+    steps.fill("0")  # below its min: the form is novalidate, so it reaches the API
+    submit_form(page, 422)
+    error = field(page, "steps").locator(".pf-error")
+    expect(error).to_contain_text("less than the minimum of 1")
+    expect(steps).to_have_attribute("aria-invalid", "true")
+    described = steps.get_attribute("aria-describedby") or ""
+    assert error.get_attribute("id") in described.split(), described
+    expect(steps).to_be_focused()
+    expect(page.locator("#create-error")).to_contain_text("payload.steps")
+    expect(seconds).to_have_value("1.5")
+    expect(seconds).not_to_have_attribute("aria-invalid", "true")
+    expect(field(page, "seconds").locator(".pf-error")).to_be_hidden()
+
+    steps.fill("3")  # a change clears the field's mark
+    expect(error).to_be_hidden()
+    expect(steps).not_to_have_attribute("aria-invalid", "true")
+
+    # past the maximum, set by script with the input's own max removed
+    seconds.evaluate(
+        """el => { el.removeAttribute("max"); el.value = "100000";
+                   el.dispatchEvent(new Event("input", {bubbles: true})); }"""
+    )
+    submit_form(page, 422)
+    expect(field(page, "seconds").locator(".pf-error")).to_contain_text("maximum of 86400")
+    expect(seconds).to_have_attribute("aria-invalid", "true")
+    expect(steps).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_the_raw_json_toggle_round_trips(page: Page, system: System) -> None:
+    form = page.locator("#create-form")
+    form.locator('input[name="type"]').fill("sleep")
+    raw, toggle = form.locator('textarea[name="payload"]'), form.locator("#payload-raw")
+    control(page, "seconds").fill("0.3")
+    control(page, "fail").check()
+    toggle.focus()
+    page.keyboard.press("Space")  # a checkbox: the keyboard toggles it
+    expect(toggle).to_be_checked()
+    expect(raw).to_be_visible()
+    expect(page.locator("#payload-fields")).to_be_hidden()
+    shown = json.loads(raw.input_value())
+    assert shown == {"seconds": 0.3, "steps": 10, "fail": True, "busy": False}
+
+    raw.fill('{"seconds": 2, "steps": 3}')
+    toggle.uncheck()
+    expect(control(page, "seconds")).to_have_value("2")
+    expect(control(page, "steps")).to_have_value("3")
+    expect(control(page, "fail")).not_to_be_checked()  # left out: the default
+    expect(raw).to_be_hidden()
+    toggle.check()
+    assert json.loads(raw.input_value()) == {"seconds": 2, "steps": 3, "fail": False, "busy": False}
+
+    # what the fields cannot show stays in the raw JSON, which is what is submitted
+    raw.fill('{"seconds": 1, "steps": "many"}')
+    toggle.click()
+    expect(toggle).to_be_checked()
+    expect(page.locator("#payload-note")).to_contain_text('steps is "many"')
+    expect(raw).to_have_value('{"seconds": 1, "steps": "many"}')
+    submit_form(page, 422)
+    expect(raw).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#create-error")).to_contain_text("payload.steps")
+
+    raw.fill('{"seconds": 0.2, "steps": 1}')
+    toggle.uncheck()
+    job = submit_form(page, 201)
+    payload = system.job(job["id"]).json()["payload"]
+    assert payload == {"seconds": 0.2, "steps": 1, "fail": False, "busy": False}
+
+
+def test_schemaform_reads_msgspec_and_pydantic_schemas(page: Page) -> None:
+    """The pure logic of schemaform.js, in the page: enums (typed or not, behind a $ref),
+    optional scalars (anyOf with null), nested structs and arrays as JSON, exclusive bounds,
+    and the ways an error names its field."""
+    got = page.evaluate(
+        """async () => {
+      const sf = await import("/dashboard/schemaform.js");
+      const msgspec = {type: "object", required: ["color"], properties: {
+        mode: {enum: ["fast", "slow"], default: "fast"},
+        opt: {anyOf: [{type: "integer", minimum: 1}, {type: "null"}], default: null},
+        tags: {type: "array", items: {type: "string"}, default: []},
+        inner: {anyOf: [{$ref: "#/$defs/In"}, {type: "null"}], default: null},
+        color: {$ref: "#/$defs/Color"}},
+        $defs: {In: {type: "object", properties: {a: {type: "integer"}}},
+                Color: {enum: ["red", 3]}}};
+      const pydantic = {type: "object", properties: {
+        x: {type: "number", minimum: 0, exclusiveMaximum: 10, default: 1.0, title: "X",
+            description: "the x"},
+        n: {type: "integer", exclusiveMinimum: 0, title: "A count"}}};
+      const fields = sf.formFields(msgspec);
+      const py = sf.formFields(pydantic);
+      const names = ["seconds", "a.b"];
+      return {
+        kinds: Object.fromEntries([...fields, ...py].map((f) => [f.name, f.kind])),
+        options: fields.find((f) => f.name === "color").options,
+        opt: fields.find((f) => f.name === "opt").attrs,
+        x: py[0].attrs, xHelp: py[0].help, n: py[1].attrs, nHelp: py[1].help,
+        example: sf.examplePayload(msgspec),
+        unshown: sf.fieldStates(fields, {color: 3, opt: "2", zz: 1}).unshown,
+        shown: [...sf.fieldStates(fields, {color: 3, tags: ["a"]}).states],
+        targets: [{loc: ["body", "payload", "seconds"]}, {field: "payload.a.b[0]"},
+                  {field: "$.seconds"}, {field: "max_attempts"}, {field: "payload.other"}]
+          .map((e) => sf.errorTarget(e, names)),
+      };
+    }"""
+    )
+    assert got["kinds"] == {
+        "mode": "select",
+        "opt": "integer",
+        "tags": "json",
+        "inner": "json",
+        "color": "select",
+        "x": "number",
+        "n": "integer",
+    }
+    assert got["options"] == ["red", 3]
+    assert got["opt"] == {"step": "1", "min": "1"}
+    assert got["x"] == {"step": "any", "min": "0", "max": "10"}
+    assert got["xHelp"] == "the x. at least 0, less than 10"
+    assert got["n"] == {"step": "1", "min": "1"}
+    assert got["nHelp"] == "A count. a whole number, more than 0"
+    assert json.loads(got["example"]) == {"mode": "fast", "opt": None, "tags": [], "inner": None}
+    assert got["unshown"] == ['opt is "2"', "zz is not one of its fields"]
+    assert dict(got["shown"]) == {
+        "mode": "0",
+        "opt": "",
+        "tags": '["a"]',
+        "inner": "null",
+        "color": "1",
+    }
+    assert got["targets"] == [
+        {"property": "seconds"},
+        {"property": "a.b"},
+        {"property": "seconds"},
+        {"field": "max_attempts"},
+        {"field": "payload"},
+    ]
+
+
+@pytest.fixture
+def user_types(system: System) -> Iterator[None]:
+    """The system's workers replaced by ones that also load tests/e2e/jobs/user_jobs.py, then
+    put back. Both, under their own names: a worker hands a type it does not run back for
+    5 s, and the workers test counts two."""
+    path = os.pathsep.join(p for p in (str(JOBS_DIR), os.environ.get("PYTHONPATH")) if p)
+    workers = [name for name in system.procs if name.startswith("worker-")]
+    for name in workers:
+        system.stop(name)
+        system.start_worker(name, CONVEYOR_JOB_MODULES="user_jobs", PYTHONPATH=path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            types = {t["name"]: t for t in system.http.get("/api/v1/types").json()["items"]}
+            if set(workers) <= set(types.get("charge-card", {}).get("workers", [])):
+                break
+            assert time.monotonic() < deadline, system.log(workers[-1])[-2000:]
+            time.sleep(0.1)
+        yield
+    finally:
+        for name in workers:
+            system.stop(name)
+            system.start_worker(name)
+        system.wait_ready()
+
+
+def test_a_user_types_fields(user_types: None, page: Page, system: System) -> None:
+    """Types a user's module registers (msgspec and pydantic) get their fields too; the
+    page (requested after user_types) loads once they are served."""
+    kind = page.locator('#create-form input[name="type"]')
+    kind.fill("charge-card")
+    card, cents = control(page, "card"), control(page, "cents")
+    expect(card).to_have_attribute("type", "text")
+    expect(card).to_have_attribute("required", "")
+    expect(field(page, "card").locator(".pf-req")).to_have_text("*")
+    expect(field(page, "card").locator(".pf-help")).to_contain_text("matching ^[0-9]{4}$")
+    expect(cents).to_have_attribute("min", "1")  # exclusiveMinimum 0, an integer
+
+    kind.fill("resize-image")
+    url, width = control(page, "url"), control(page, "width")
+    expect(width).to_have_value("800")
+    expect(width).to_have_attribute("max", "10000")
+    submit_form(page, 422)
+    expect(field(page, "url").locator(".pf-error")).to_contain_text("required, and missing")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    url.fill("https://example.com/cat.png")
+    job = submit_form(page, 201)
+    assert system.job(job["id"]).json()["payload"] == {
+        "url": "https://example.com/cat.png",
+        "width": 800,
+    }
+    system.wait_for(job["id"], "completed")  # before its worker goes
