@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from conveyor_api import guards, openapi, pages, problems, schedules
+from conveyor_api import auth, guards, openapi, pages, problems, schedules
 from conveyor_api.limits import BodyLimit
 from conveyor_api.metrics import ApiMetrics, Observe
+from conveyor_api.ratelimit import SubmitLimiter
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
@@ -26,6 +27,11 @@ log = logging.getLogger("conveyor.api")
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = ApiMetrics()
+    tokens = settings.load_tokens()
+    if tokens.enabled:
+        log.info("auth on: %d bearer tokens (%s)", len(tokens), ", ".join(tokens.names))
+    else:
+        log.info("auth off: no CONVEYOR_TOKENS / CONVEYOR_TOKENS_FILE; anyone may act")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,16 +76,19 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.submits = SubmitLimiter(settings.submit_rate, settings.submit_burst)
     problems.install(app)
     app.include_router(router, prefix="/api/v1")
     schedules.install(app)
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
     guards.document(app)
+    auth.document(app)
     openapi.serve(app)
     pages.mount(app, settings)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(auth.Auth, tokens=tokens)  # after the guards, before the body
     app.add_middleware(
         guards.Guard,
         allowed_hosts=_hosts(settings),

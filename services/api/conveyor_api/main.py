@@ -6,10 +6,12 @@ import uvicorn
 
 from conveyor_api.app import create_app
 from conveyor_api.settings import Settings
+from conveyor_bus.runtime import configure_logging
 
 
 def main() -> None:
     settings = Settings()
+    configure_logging(settings.log_level)  # the API's own lines (uvicorn's keep their format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

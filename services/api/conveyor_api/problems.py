@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from conveyor_api.ratelimit import RateLimited
 from conveyor_bus import BusError, BusUnavailable
 from conveyor_db import DatabaseUnavailable
 from conveyor_events import (
@@ -28,6 +29,7 @@ log = logging.getLogger("conveyor.api")
 PROBLEM = "application/problem+json"
 _TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -35,6 +37,7 @@ _TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     503: "Service Unavailable",
 }
 
@@ -129,6 +132,10 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, InvalidTransition):
             return problem(409, str(exc))
         return problem(409, str(exc))
+
+    @app.exception_handler(RateLimited)
+    async def _rate(_: Request, exc: RateLimited) -> JSONResponse:
+        return problem(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(BusError)
     async def _bus(_: Request, exc: BusError) -> JSONResponse:

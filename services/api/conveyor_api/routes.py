@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from conveyor_api.auth import actor, principal
 from conveyor_api.ids import JOB_ID, is_job_id
 from conveyor_api.problems import problem
 from conveyor_api.schemas import (
@@ -37,7 +38,6 @@ from conveyor_events import STATUSES
 router = APIRouter()
 system_router = APIRouter()
 
-ANONYMOUS = "user:anonymous"
 PRINTABLE = r"^[^\x00-\x1f]*$"
 """Filters are text without control characters (PostgreSQL refuses NUL)."""
 _STATUS = "(" + "|".join(STATUSES) + ")?"
@@ -82,7 +82,8 @@ async def submit_job(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
-    submitted = await _service(request).submit(body, ANONYMOUS, idempotency_key)
+    request.app.state.submits.admit(principal(request).name)
+    submitted = await _service(request).submit(body, actor(request), idempotency_key)
     job = JobOut.of(submitted.state)
     if submitted.created:
         request.app.state.metrics.submitted.labels(job.type, job.priority).inc()
@@ -107,7 +108,8 @@ async def submit_batch(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
-    batch = await _service(request).submit_batch(body.jobs, ANONYMOUS, idempotency_key)
+    request.app.state.submits.admit(principal(request).name, len(body.jobs))
+    batch = await _service(request).submit_batch(body.jobs, actor(request), idempotency_key)
     counter = request.app.state.metrics.submitted
     for s in batch.created:
         counter.labels(s.type, s.priority).inc()
@@ -209,7 +211,7 @@ def _data(event: object) -> dict[str, object]:
     summary="Stop a pending or running job",
 )
 async def stop_job(job_id: str, request: Request) -> Response:
-    return _json(JobOut.of(await _service(request).stop(job_id, ANONYMOUS)), 202)
+    return _json(JobOut.of(await _service(request).stop(job_id, actor(request))), 202)
 
 
 @router.post(
@@ -220,7 +222,7 @@ async def stop_job(job_id: str, request: Request) -> Response:
     summary="Restart a failed or stopped job",
 )
 async def restart_job(job_id: str, request: Request) -> Response:
-    return _json(JobOut.of(await _service(request).restart(job_id, ANONYMOUS)), 202)
+    return _json(JobOut.of(await _service(request).restart(job_id, actor(request))), 202)
 
 
 @router.delete(
@@ -230,7 +232,7 @@ async def restart_job(job_id: str, request: Request) -> Response:
     summary="Delete a finished job (its history stays in the log)",
 )
 async def delete_job(job_id: str, request: Request) -> Response:
-    await _service(request).delete(job_id, ANONYMOUS)
+    await _service(request).delete(job_id, actor(request))
     return Response(status_code=204)
 
 

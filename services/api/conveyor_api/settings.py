@@ -7,6 +7,7 @@ from pydantic_settings import NoDecode
 
 from conveyor_api.guards import normal_host, normal_origin
 from conveyor_bus.settings import BusSettings
+from conveyor_bus.tokens import TokenSettings
 from conveyor_db.settings import DatabaseSettings
 
 
@@ -17,9 +18,10 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-class Settings(BusSettings, DatabaseSettings):
+class Settings(BusSettings, DatabaseSettings, TokenSettings):
     """The API's settings: ``CONVEYOR_*`` environment variables, plus ``NATS_URL`` and
-    ``DATABASE_URL``."""
+    ``DATABASE_URL``; the tokens (``CONVEYOR_TOKENS``, ``CONVEYOR_TOKENS_FILE``) are
+    :class:`~conveyor_bus.tokens.TokenSettings`."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -31,6 +33,11 @@ class Settings(BusSettings, DatabaseSettings):
     accept_unserved_types: bool = False
     """Queue jobs of a type that no live worker runs (a type not yet deployed: its payload
     is checked only as an object, by its worker when one runs it). Off: such a job is 422."""
+    submit_rate: float = Field(0.0, ge=0)
+    """Jobs a second each principal (token) may submit, POST /jobs and /jobs/batch together
+    (a batch counts its jobs); past it 429 with Retry-After. 0: no limit."""
+    submit_burst: int = Field(1000, ge=1)
+    """Jobs a principal may submit at once before ``submit_rate`` applies."""
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost"]
     """Host names the API answers to (the ``Host`` header without its port; ``*``: any). An
     IP address is always answered, and so is ``host`` when it is a name; any other name is
