@@ -9,9 +9,10 @@ frames a client is due in one write to its transport (:class:`_Frames`). A clien
 not read pauses its transport, its frames queue in the hub, and past its buffer it is
 disconnected with 1013 instead of the server buffering for it without bound.
 
-Before a websocket is accepted its ``Origin`` is checked (403 for another site's page), and
-the open websockets are counted (1013 past ``max_clients`` or ``max_clients_per_address``);
-see :mod:`conveyor_notifier.guards`.
+Before a websocket is accepted its ``Origin`` is checked (403 for another site's page); once
+accepted, its token, when tokens are configured (closed with 4401/4403, see
+:mod:`conveyor_notifier.auth`), and the open websockets are counted (1013 past
+``max_clients`` or ``max_clients_per_address``); see :mod:`conveyor_notifier.guards`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from websockets.protocol import State
 
 from conveyor_bus import BusError
 from conveyor_bus.runtime import bootstrap, stop_on_signals
+from conveyor_bus.tokens import Tokens
+from conveyor_notifier.auth import TokenGate, select_subprotocol
 from conveyor_notifier.guards import Admission, OriginPolicy
 from conveyor_notifier.hub import Client_, Hub, Overflow, ReplaysBusy
 from conveyor_notifier.settings import Settings
@@ -55,6 +58,7 @@ CLOSE_HEADROOM = 64 * 1024
 """Kernel send buffer beyond what is buffered when a slow client is closed."""
 REFUSALS = (
     "origin",
+    "token",
     "max_clients",
     "max_clients_per_address",
     "max_replays",
@@ -69,9 +73,15 @@ REFUSAL_LOG_EVERY_S = 10.0
 
 class Notifier:
     def __init__(
-        self, hub: Hub, send_buffer: int, origins: OriginPolicy, admission: Admission
+        self,
+        hub: Hub,
+        send_buffer: int,
+        origins: OriginPolicy,
+        admission: Admission,
+        tokens: Tokens | None = None,
     ) -> None:
         self.hub = hub
+        self.gate = TokenGate(tokens or Tokens())
         self.send_buffer = send_buffer
         self.origins = origins
         self.admission = admission
@@ -86,7 +96,8 @@ class Notifier:
         )
         self.refused = Counter(
             "conveyor_ws_refused",
-            "Websockets refused (403 at the handshake, or closed at once with 1013 or 1008)",
+            "Websockets refused (403 at the handshake, or closed at once with 4401, 4403, 1013 "
+            "or 1008)",
             ["reason"],
             registry=self.registry,
         )
@@ -134,6 +145,13 @@ class Notifier:
 
     async def handle(self, ws: ServerConnection) -> None:
         address = _peer(ws)
+        assert ws.request is not None
+        checked = self.gate.check(ws.request.path, ws.request.headers)
+        if isinstance(checked, tuple):
+            code, reason = checked
+            self._refuse("token", "closing a websocket from %s: %s", address, reason)
+            await ws.close(code, reason)
+            return
         refusal = self.admission.enter(address)
         if refusal is not None:
             self._refuse(refusal.reason, "closing a websocket from %s: %s", address, refusal.detail)
@@ -296,6 +314,7 @@ async def serve_forever(settings: Settings) -> None:
         settings.socket_send_buffer,
         OriginPolicy(settings.api_url, settings.allowed_origins),
         Admission(settings.max_clients, settings.max_clients_per_address),
+        settings.load_tokens(),
     )
     await hub.start()
     try:
@@ -304,6 +323,7 @@ async def serve_forever(settings: Settings) -> None:
             settings.host,
             settings.port,
             process_request=notifier.process_request,
+            select_subprotocol=select_subprotocol,
             compression=None,  # one encoding of each frame serves every client
             close_timeout=2,
             max_size=64 * 1024,

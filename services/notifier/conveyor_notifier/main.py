@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from conveyor_bus.runtime import configure_logging, run
 from conveyor_notifier.app import serve_forever
 from conveyor_notifier.settings import Settings
@@ -10,6 +12,8 @@ from conveyor_notifier.settings import Settings
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
+    # websockets' debug lines print every handshake whole, a token in its query or headers
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
     run(serve_forever(settings))
 
 

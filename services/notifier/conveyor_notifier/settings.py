@@ -6,11 +6,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from conveyor_bus.settings import BusSettings
+from conveyor_bus.tokens import TokenSettings
 from conveyor_notifier.guards import ANY, normal_origin
 
 
-class Settings(BusSettings):
-    """The notifier's settings: ``CONVEYOR_*`` variables, plus ``NATS_URL``."""
+class Settings(BusSettings, TokenSettings):
+    """The notifier's settings: ``CONVEYOR_*`` variables, plus ``NATS_URL``; the tokens
+    (``CONVEYOR_TOKENS``, ``CONVEYOR_TOKENS_FILE``) are the API's."""
 
     host: str = "127.0.0.1"
     port: int = 8001
