@@ -150,7 +150,15 @@ class System:
         stop_all(self.procs, 15)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        wait_ready(self.procs, self.api_url, self.notifier_port, self.n_workers, self.log, timeout)
+        wait_ready(
+            self.procs,
+            self.api_url,
+            self.notifier_port,
+            self.n_workers,
+            self.log,
+            timeout,
+            token=self.env.get("CONVEYOR_TOKEN"),
+        )
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

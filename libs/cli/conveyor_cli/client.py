@@ -21,6 +21,13 @@ class CliError(Exception):
     pass
 
 
+def auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer $CONVEYOR_TOKEN`` when that is set (an API with tokens needs
+    one: a ``read`` token lists and watches, an ``operate`` token also acts); else none."""
+    token = os.environ.get("CONVEYOR_TOKEN", "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _notifier_url() -> str:
     explicit = os.environ.get("CONVEYOR_NOTIFIER_URL")
     if explicit:
@@ -30,8 +37,11 @@ def _notifier_url() -> str:
 
 
 def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {**auth_headers(), **kwargs.pop("headers", {})}
     try:
-        response = httpx.request(method, API_URL + "/api/v1" + path, timeout=30, **kwargs)
+        response = httpx.request(
+            method, API_URL + "/api/v1" + path, timeout=30, headers=headers, **kwargs
+        )
     except httpx.HTTPError as e:
         raise CliError(f"cannot reach the API at {API_URL}: {e} (is `make up` running?)") from e
     if response.status_code >= 400:
@@ -67,13 +77,19 @@ def feed(job_id: str | None, since: int | None) -> Iterator[dict[str, Any]]:
         query = {k: v for k, v in {"job_id": job_id, "since": since}.items() if v is not None}
         url = _notifier_url() + (f"?{urlencode(query)}" if query else "")
         try:
-            with connect(url, open_timeout=10) as ws:
+            # the token goes as a header, never in the URL (which error messages print)
+            with connect(url, open_timeout=10, additional_headers=auth_headers()) as ws:
                 delay = 0.2
                 for raw in ws:
                     event: dict[str, Any] = json.loads(raw)
                     since = event["seq"]
                     yield event
         except ConnectionClosed as e:
+            if e.rcvd is not None and e.rcvd.code in (4401, 4403):
+                raise CliError(
+                    f"the notifier refused the token ({e.rcvd.code}: {e.rcvd.reason}); "
+                    "set CONVEYOR_TOKEN to a configured token"
+                ) from e
             if e.rcvd is not None and e.rcvd.code == 1008:
                 raise CliError(f"the notifier refused the request: {e.rcvd.reason}") from e
             if e.rcvd is not None and e.rcvd.reason.startswith("replay too large"):

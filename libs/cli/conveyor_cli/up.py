@@ -158,9 +158,12 @@ def wait_ready(
     workers: int,
     log: Callable[[str], str],
     timeout: float,
+    token: str | None = None,
 ) -> None:
     """Until the api is ready, the notifier healthy and ``workers`` workers have announced
-    themselves; raises with the log of any service that exited meanwhile."""
+    themselves; raises with the log of any service that exited meanwhile. ``token``: the
+    bearer token to list the workers with, when the API has tokens."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in procs.items():
@@ -169,7 +172,7 @@ def wait_ready(
         try:
             api = httpx.get(f"{api_url}/readyz", timeout=1)
             notifier = httpx.get(f"http://127.0.0.1:{notifier_port}/healthz", timeout=1)
-            live = httpx.get(f"{api_url}/api/v1/workers", timeout=1)
+            live = httpx.get(f"{api_url}/api/v1/workers", timeout=1, headers=headers)
             if (
                 api.status_code == 200
                 and notifier.status_code == 200
