@@ -21,6 +21,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
+from conveyor_bus.tokens import TokenSettings
 from conveyor_events import names
 from conveyor_worker.settings import Settings as WorkerSettings
 
@@ -365,3 +366,17 @@ def test_images_are_the_dockerfiles_and_overlays_name_their_registry(
         assert all("/" in i and image_name(i) != i for i in images), images
         built = {image_name(i).rpartition("/")[2].removeprefix("conveyor-") for i in images}
         assert built == {i.removeprefix("conveyor-") for i in IMAGES}
+
+
+def test_prod_reads_the_api_and_feed_tokens_from_a_mounted_secret() -> None:
+    docs = render(TREES["prod"])
+    for name in ("conveyor-api", "conveyor-notifier"):
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        path = Path(env_of(container)["CONVEYOR_TOKENS_FILE"])
+        assert TokenSettings(tokens_file=path).tokens_file == path  # the setting it names
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["tokens"] == str(path.parent)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["tokens"]["secret"] == {"secretName": "conveyor-tokens"}
+        assert mounts["tmp"] == "/tmp"  # the base's mount kept by the patch
