@@ -25,6 +25,8 @@ async def connect(
 ) -> Client:
     """A NATS connection that never gives up reconnecting (the client's default does).
 
+    ``url`` is one server's URL or a comma-separated list of them, the nodes of a cluster:
+    the client connects to one and, when it is lost, to another (:func:`server_urls`).
     ``on_reconnect`` runs as a task of its own after every reconnect (e.g. to restore the
     topology of a server that restarted)."""
     tasks: set[asyncio.Task[None]] = set()
@@ -45,7 +47,7 @@ async def connect(
 
     natsheaders.install()
     nc = await nats.connect(
-        url,
+        servers=server_urls(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -58,6 +60,18 @@ async def connect(
     )
     client.append(nc)
     return nc
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers named by ``NATS_URL``: one URL, or several separated by commas.
+
+    nats-py takes a list for a cluster; a single string holding commas would be parsed as one
+    URL. Each URL carries its own credentials (the client logs in to each server with those of
+    its URL)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("NATS_URL names no server: give one URL or several separated by commas")
+    return urls
 
 
 def require_connected(nc: Client) -> None:

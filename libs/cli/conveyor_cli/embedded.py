@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor_cli.logins import (
@@ -90,16 +91,58 @@ def nats_server_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A node's place in a cluster of nats-servers on the loopback: the cluster's ``name``,
+    the ``port`` this node's routes listen on, and the route ports of the other nodes. Routes
+    log in with ``login`` (each node's route URLs carry it), as clients do with theirs: any
+    local user may reach a loopback port."""
+
+    name: str
+    port: int
+    routes: tuple[int, ...]
+    login: Login
+
+    def config(self) -> str:
+        routes = "".join(
+            f"    {json.dumps(f'nats-route://{self.login.userinfo}@{LOOPBACK}:{port}')}\n"
+            for port in self.routes
+        )
+        # no_advertise: clients keep the URLs they were given (with their password) and are
+        # told no others (which would come without it)
+        return (
+            "cluster {\n"
+            f"  name: {json.dumps(self.name)}\n"
+            f"  listen: {LOOPBACK}:{self.port}\n"
+            "  no_advertise: true\n"
+            "  authorization {\n"
+            f"    user: {json.dumps(self.login.user)}\n"
+            f"    password: {json.dumps(self.login.password)}\n"
+            "  }\n"
+            f"  routes: [\n{routes}  ]\n"
+            "}\n"
+        )
+
+
 class NatsServer:
     """``nats-server`` with JetStream, a file store and ``sync_interval: always``; one user,
-    ``login``, in the global account (JetStream enabled for it), and no other way in."""
+    ``login``, in the global account (JetStream enabled for it), and no other way in. With
+    ``cluster``, one node of a cluster (``server_name`` must then differ between nodes)."""
 
     def __init__(
-        self, store_dir: Path, port: int | None = None, *, login: Login | None = None
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        *,
+        login: Login | None = None,
+        server_name: str = "conveyor-embedded",
+        cluster: Cluster | None = None,
     ) -> None:
         self.store_dir = store_dir.resolve()
         self.port = port or free_port()
         self.login = login or Login.new("conveyor")
+        self.server_name = server_name
+        self.cluster = cluster
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +155,7 @@ class NatsServer:
         write_private(
             conf,
             f"listen: {LOOPBACK}:{self.port}\n"
-            f"server_name: conveyor-embedded\n"
+            f"server_name: {json.dumps(self.server_name)}\n"
             "max_payload: 8MB\n"
             "jetstream {\n"
             f"  store_dir: {json.dumps(str(self.store_dir / 'jetstream'))}\n"
@@ -121,7 +164,7 @@ class NatsServer:
             "authorization {\n"
             f"  user: {json.dumps(self.login.user)}\n"
             f"  password: {json.dumps(self.login.password)}\n"
-            "}\n",
+            "}\n" + (self.cluster.config() if self.cluster is not None else ""),
         )
         log = self.store_dir / "nats.log"
         with log.open("ab") as out:
