@@ -14,12 +14,17 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
+# Only this service's package and its dependencies, as locked; installed (not editable), so
+# the runtime stage needs the virtual environment alone. First the third-party dependencies
+# (a layer that changes only with uv.lock: --frozen needs no member's pyproject.toml), then
+# the workspace's own packages.
 COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --no-install-workspace --package "conveyor-${SERVICE}"
 COPY libs libs
 COPY services services
-# Only this service's package and its dependencies, as locked; installed (not editable), so
-# the runtime stage needs the virtual environment alone.
-RUN uv sync --frozen --no-dev --no-editable --package "conveyor-${SERVICE}"
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package "conveyor-${SERVICE}"
 
 FROM ${PYTHON_IMAGE}
 ARG SERVICE=api
