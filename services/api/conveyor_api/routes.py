@@ -28,6 +28,7 @@ from conveyor_api.schemas import (
     Stats,
     TypeList,
     TypeOut,
+    WhoAmI,
     WorkerList,
     WorkerOut,
 )
@@ -251,7 +252,6 @@ async def stats(request: Request) -> Stats:
     metrics = request.app.state.metrics
     for priority, (pending, _) in depth.items():
         metrics.queue_depth.labels(priority).set(pending)
-    metrics.projector_lag.set(lag)
     return Stats(
         by_status=by_status,
         by_priority=by_priority,
@@ -296,6 +296,16 @@ async def workers(request: Request) -> WorkerList:
 async def types(request: Request) -> TypeList:
     found = await _service(request).types.listing()
     return TypeList(items=[TypeOut.model_validate(t) for t in found])
+
+
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    summary="The caller: its token's name and role (anonymous, operate with auth off)",
+)
+async def whoami(request: Request) -> WhoAmI:
+    found = principal(request)
+    return WhoAmI(name=found.name, role=found.role)
 
 
 @system_router.get("/healthz", response_model=Health, summary="Liveness")

@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from conveyor_bus.tokens import Role
 from conveyor_events import JobState
 
 Priority = Literal["high", "regular"]
@@ -209,3 +210,11 @@ class Problem(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+class WhoAmI(BaseModel):
+    """The caller: its token's name (the principal) and role; ``anonymous``, ``operate`` while
+    auth is off."""
+
+    name: str
+    role: Role

@@ -1,5 +1,7 @@
 // The REST API (/api/v1) on the page's own origin. Errors become ApiError carrying the
-// problem+json `detail`, which is what the views show to the user.
+// problem+json `detail`, which is what the views show to the user. With a token (token()
+// returns it) every call sends `Authorization: Bearer <token>`; a 401 also calls
+// onUnauthorized(error), unless the call asked not to (the login's own check).
 
 export class ApiError extends Error {
   constructor(status, title, detail, errors = null) {
@@ -24,8 +26,8 @@ function problemDetail(body, response) {
   return `${response.status} ${response.statusText || "error"}`.trim();
 }
 
-export function createApi(base = "/api/v1") {
-  async function request(method, path, { body, query, signal } = {}) {
+export function createApi(base = "/api/v1", { token = () => null, onUnauthorized = () => {} } = {}) {
+  async function request(method, path, { body, query, signal, bearer, quiet = false } = {}) {
     let url = base + path;
     if (query) {
       const params = new URLSearchParams();
@@ -36,6 +38,8 @@ export function createApi(base = "/api/v1") {
       if (qs) url += `?${qs}`;
     }
     const init = { method, headers: { Accept: "application/json, application/problem+json" }, signal };
+    const secret = bearer ?? token();
+    if (secret) init.headers.Authorization = `Bearer ${secret}`;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -57,7 +61,9 @@ export function createApi(base = "/api/v1") {
     }
     if (!response.ok) {
       const title = (data && data.title) || response.statusText;
-      throw new ApiError(response.status, title, problemDetail(data, response), data?.errors);
+      const error = new ApiError(response.status, title, problemDetail(data, response), data?.errors);
+      if (response.status === 401 && !quiet) onUnauthorized(error);
+      throw error;
     }
     return data;
   }
@@ -80,6 +86,8 @@ export function createApi(base = "/api/v1") {
         },
       });
     },
+    /** {name, role} of the session's token, or of `bearer`; a 401 is the caller's to show. */
+    whoami: (bearer = undefined) => request("GET", "/whoami", { bearer, quiet: true }),
     getJob: (id, opts = {}) => request("GET", job(id), opts),
     // The whole history, a page at a time (the server pages it by sequence).
     jobEvents: async (id, opts = {}) => {

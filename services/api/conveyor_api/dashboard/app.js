@@ -1,6 +1,7 @@
-// Composition root: builds the API client, the store and the feed, mounts the views, routes
-// #/jobs/<id> to the detail view, and does the first load without a gap:
-// open the feed (events are kept as they come), read the list, apply the newer events, live.
+// Composition root: asks the API who the page is (GET /whoami: the login when it answers
+// 401), then builds the store and the feed, mounts the views, routes #/jobs/<id> to the
+// detail view, and does the first load without a gap: open the feed (events are kept as they
+// come), read the list, apply the newer events, live.
 
 import { createActions, createNotifier } from "./actions.js";
 import { createApi } from "./api.js";
@@ -10,14 +11,20 @@ import { h } from "./util.js";
 import { mountCreate } from "./views/create.js";
 import { mountDetail } from "./views/detail.js";
 import { mountJobs } from "./views/jobs.js";
+import { createSession, mountLogin } from "./views/login.js";
 import { mountSchedules } from "./views/schedules.js";
 import { mountStats } from "./views/stats.js";
 import { mountWorkers } from "./views/workers.js";
 
-const FEED_LABELS = { connecting: "connecting", live: "live", reconnecting: "reconnecting" };
+const FEED_LABELS = {
+  connecting: "connecting", live: "live", reconnecting: "reconnecting", refused: "token refused",
+};
 const $ = (selector) => document.querySelector(selector);
 
-const api = createApi("/api/v1");
+const session = createSession(window.sessionStorage);
+// A token refused later (the API restarted with other tokens): back to the login, saying so.
+const expire = (why) => session.expire(why);
+const api = createApi("/api/v1", { token: session.token, onUnauthorized: () => expire("the API") });
 const store = new Store(api, filterFromSearch(location.search));
 const notify = createNotifier($("#notice"));
 const actions = createActions({ api, store, notify });
@@ -30,12 +37,18 @@ const onTypeSeen = (type) => {
   $("#known-types").append(h("option", { value: type }));
 };
 
-const jobs = mountJobs($("#jobs-panel"), { store, actions, onTypeSeen });
-const detail = mountDetail($("#job-detail"), { api, store, actions });
-mountCreate($("#create-form"), { api, store });
-mountWorkers($("#workers"), { api });
-const schedules = mountSchedules($("#schedules"), { api });
-mountStats($("#stats"), { api, store });
+let jobs = null;
+let detail = null;
+let schedules = null;
+
+function mountViews() {
+  jobs = mountJobs($("#jobs-panel"), { store, actions, onTypeSeen });
+  detail = mountDetail($("#job-detail"), { api, store, actions });
+  mountCreate($("#create-form"), { api, store });
+  mountWorkers($("#workers"), { api });
+  schedules = mountSchedules($("#schedules"), { api });
+  mountStats($("#stats"), { api, store });
+}
 
 // ------------------------------------------------------------------------------ feed
 
@@ -43,6 +56,8 @@ const feedStatus = $("#feed-status");
 let listRequested = false;
 const feed = new Feed({
   url: notifierUrl(),
+  token: session.token,
+  onRefused: () => expire("the event feed"),
   onEvent: (event) => store.applyEvent(event),
   onStatus: (state) => {
     feedStatus.dataset.state = state;
@@ -59,6 +74,7 @@ feedStatus.title = `Event feed: ${feed.url}`;
 // ------------------------------------------------------------------------------ routes
 
 function route() {
+  if (!detail) return;
   const match = /^#\/jobs\/([^/?#]+)/.exec(location.hash);
   const id = match ? decodeURIComponent(match[1]) : null;
   if (id) detail.open(id);
@@ -68,7 +84,7 @@ function route() {
 
 window.addEventListener("hashchange", route);
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Escape" && detail.currentId && !e.target.closest("input, textarea, select")) {
+  if (e.key === "Escape" && detail?.currentId && !e.target.closest("input, textarea, select")) {
     location.hash = "#/";
   }
 });
@@ -77,14 +93,22 @@ document.addEventListener("keydown", (e) => {
 
 async function start() {
   feed.start();
+  mountViews();
   route();
+  // For debugging from the console and for tests.
+  window.conveyor = { api, store, feed, detail, schedules, session };
   // Wait (briefly) for the feed to open so that no event falls between the list and the feed.
   await Promise.race([feed.opened, new Promise((resolve) => setTimeout(resolve, 1500))]);
   listRequested = true;
   await store.reload();
 }
 
-start();
-
-// For debugging from the console and for tests.
-window.conveyor = { api, store, feed, detail, schedules };
+// Who the page is decides what it shows: the login (401), read-only, or everything.
+mountLogin({
+  api,
+  session,
+  login: $("#login"),
+  main: $("main.layout"),
+  bar: $("#session"),
+  onSignedIn: start,
+});

@@ -1,6 +1,8 @@
 // The notifier's websocket feed: one event per text frame. Tracks the last sequence seen and
 // reconnects with backoff (with jitter, after a 1013 too) and `since=<last seq>`, so no event
-// is missed or seen twice.
+// is missed or seen twice. With a token it is offered as the subprotocol `bearer.<token>`
+// (a browser cannot set a header on a websocket; never in the URL). A close with 4401 or 4403
+// (the token refused) is not retried: onRefused(code, reason) says so.
 
 const PLACEHOLDER = "{{NOTIFIER_URL}}";
 const FIRST_DELAY_MS = 500;
@@ -26,8 +28,13 @@ export class Feed {
    * onEvent(event) for each new event in order; onStatus(state) with "connecting" | "live" |
    * "reconnecting"; onOpen({resumed}) on each open (resumed: reconnected with `since`).
    */
-  constructor({ url, jobId = null, onEvent, onStatus = () => {}, onOpen = () => {} }) {
+  constructor({
+    url, jobId = null, token = () => null, onEvent, onStatus = () => {}, onOpen = () => {},
+    onRefused = () => {},
+  }) {
     this.url = url;
+    this.token = token;
+    this.onRefused = onRefused;
     this.jobId = jobId;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
@@ -69,8 +76,9 @@ export class Feed {
     if (this.jobId) url.searchParams.set("job_id", this.jobId);
     this._setState(this.retries === 0 && !resumed ? "connecting" : "reconnecting");
     let ws;
+    const secret = this.token();
     try {
-      ws = new WebSocket(url.toString());
+      ws = secret ? new WebSocket(url.toString(), [`bearer.${secret}`]) : new WebSocket(url.toString());
     } catch (err) {
       console.warn("conveyor feed: cannot open", url.toString(), err);
       this._schedule();
@@ -90,6 +98,12 @@ export class Feed {
       this.ws = null;
       // A connection that stayed up a while starts the backoff afresh.
       if (openedAt && Date.now() - openedAt > 5000) this.retries = 0;
+      if (close.code === 4401 || close.code === 4403) {
+        this.stopped = true; // the same token would be refused again
+        this._setState("refused");
+        this.onRefused(close.code, close.reason);
+        return;
+      }
       if (!this.stopped) this._schedule();
     };
     ws.onerror = () => {}; // a close follows; it decides what to do
