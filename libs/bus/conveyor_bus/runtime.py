@@ -10,7 +10,9 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from conveyor_bus import logs
 from conveyor_bus.connection import connect
+from conveyor_bus.logs import LogFormat
 from conveyor_bus.redact import redact
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.topology import LayoutError, ensure_topology
@@ -30,10 +32,9 @@ def run(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def configure_logging(level: str, fmt: LogFormat = "text") -> None:
+    """Lines of ``fmt`` (``CONVEYOR_LOG_FORMAT``: text, or one JSON object a line)."""
+    logs.configure(level, fmt)
 
 
 async def connect_when_ready(

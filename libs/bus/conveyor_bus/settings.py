@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor_bus.logs import LogFormat
+
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 """Where ``make up`` runs its nats-server."""
 
@@ -20,3 +22,5 @@ class BusSettings(BaseSettings):
     replicas: int = Field(1, ge=1)
     """Replicas of the streams (3 in a NATS cluster)."""
     log_level: str = "info"
+    log_format: LogFormat = "text"
+    """``json``: one JSON object a line, with job id, attempt, request id and trace id."""

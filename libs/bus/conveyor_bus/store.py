@@ -72,11 +72,14 @@ def expect(job_id: str, seq: int) -> dict[str, str]:
 def messages(write: Write) -> list[tuple[Message, bool]]:
     """What a write stores, each message with whether it is one of the write's events: its
     events on their subjects (the first checked against the job's last message), then its
-    idempotency record (checked to be the key's first)."""
+    idempotency record (checked to be the key's first). A write's trace context rides in
+    its events' ``traceparent`` header."""
     out: list[tuple[Message, bool]] = []
     for i, event in enumerate(write.events):
         checked = i == 0 and write.expected_seq is not None
         headers = expect(write.job_id, write.expected_seq or 0) if checked else {}
+        if write.trace is not None:
+            headers[names.HEADER_TRACEPARENT] = write.trace
         out.append(((subject_of(event, write.priority), encode_event(event), headers), True))
     if write.idempotency_key is not None:
         record = names.idempotency_subject(write.idempotency_key)
@@ -87,7 +90,7 @@ def messages(write: Write) -> list[tuple[Message, bool]]:
 
 def timers(write: Write) -> list[Timer]:
     """The timers a write sets before its events are appended (one per delayed run)."""
-    found = (timer_for(event, write.priority, write.run) for event in write.events)
+    found = (timer_for(e, write.priority, write.run, write.trace) for e in write.events)
     return [t for t in found if t is not None]
 
 

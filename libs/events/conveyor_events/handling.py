@@ -116,18 +116,23 @@ class CommandHandler:
         return Outcome(state, write.seqs[-1], stored)
 
     async def submit(
-        self, commands: Sequence[SubmitJob], keys: Sequence[str | None] = ()
+        self,
+        commands: Sequence[SubmitJob],
+        keys: Sequence[str | None] = (),
+        *,
+        trace: str | None = None,
     ) -> list[Outcome]:
         """New jobs: one write each, written together in atomic batches (one plain publish
         for a single job without a key). ``keys``: each command's idempotency key (none
-        when shorter). Raises ``ConcurrencyConflict`` when a key is taken: then nothing of
-        that atomic batch was written (the other batches of a large submission may be)."""
+        when shorter); ``trace``: the W3C ``traceparent`` the writes carry. Raises
+        ``ConcurrencyConflict`` when a key is taken: then nothing of that atomic batch was
+        written (the other batches of a large submission may be)."""
         writes: list[tuple[Write, JobState]] = []
         for n, cmd in enumerate(commands):
             events = decide(cmd, None)
             state = step(None, events[0])
             key = keys[n] if n < len(keys) else None
-            writes.append((Write(cmd.job_id, events, 0, cmd.priority, key), state))
+            writes.append((Write(cmd.job_id, events, 0, cmd.priority, key, trace=trace), state))
         chunks = list(_chunks([w for w, _ in writes], BATCH_MESSAGES))
         await asyncio.gather(*(self.store.append(chunk) for chunk in chunks))
         return [

@@ -68,6 +68,8 @@ HEADER_EXPECTED_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 HEADER_BATCH_ID: Final = "Nats-Batch-Id"
 HEADER_BATCH_SEQ: Final = "Nats-Batch-Sequence"
 HEADER_BATCH_COMMIT: Final = "Nats-Batch-Commit"
+HEADER_TRACEPARENT: Final = "traceparent"
+"""W3C trace context of the request behind a message (a submission, and its timer and due)."""
 HEADER_MIGRATED_SEQ: Final = "Conveyor-Migrated-Seq"
 """On a message copied by ``conveyor migrate``: its sequence in the old stream."""
 

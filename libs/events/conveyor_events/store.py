@@ -49,6 +49,9 @@ class Write:
     conflict when the key is taken."""
     run: int = 1
     """The job's run after these events: the run a delayed runnable event's timer names."""
+    trace: str | None = None
+    """The W3C ``traceparent`` of the request behind the write, carried in its messages'
+    headers (and its timers'); None: none."""
     seqs: list[int] = field(default_factory=list)
     """Filled by the store: the sequence of each event, once written."""
 

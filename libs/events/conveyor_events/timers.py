@@ -59,14 +59,19 @@ class Timer:
     fires_at: datetime
     target: str
     body: bytes
+    trace: str | None = None
+    """The W3C ``traceparent`` of the write that set it: the server copies it into the due."""
 
     def headers(self) -> dict[str, str]:
         when = self.fires_at.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {
+        headers = {
             names.HEADER_SCHEDULE: f"@at {when}",
             names.HEADER_SCHEDULE_TARGET: self.target,
             names.HEADER_SCHEDULE_TTL: DUE_TTL,
         }
+        if self.trace is not None:
+            headers[names.HEADER_TRACEPARENT] = self.trace
+        return headers
 
 
 def delayed(event: AnyEvent) -> bool:
@@ -75,8 +80,11 @@ def delayed(event: AnyEvent) -> bool:
     return runnable(event) and not delivered_now(event)
 
 
-def timer_for(event: AnyEvent, priority: Priority, run: int) -> Timer | None:
-    """The timer of a delayed runnable event (``run``: the run it asks for), else None."""
+def timer_for(
+    event: AnyEvent, priority: Priority, run: int, trace: str | None = None
+) -> Timer | None:
+    """The timer of a delayed runnable event (``run``: the run it asks for; ``trace``: the
+    ``traceparent`` its due carries), else None."""
     if not delayed(event):
         return None
     due = not_before(event)
@@ -87,6 +95,7 @@ def timer_for(event: AnyEvent, priority: Priority, run: int) -> Timer | None:
         fires_at=min(due, event.at + LONGEST_TIMER),
         target=names.due_subject(event.job_id, priority),
         body=body,
+        trace=trace,
     )
 
 

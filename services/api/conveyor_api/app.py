@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from conveyor_api.ratelimit import SubmitLimiter
 from conveyor_api.routes import router, system_router
 from conveyor_api.service import JobService
 from conveyor_api.settings import Settings
+from conveyor_api.tracing import TraceContext
 from conveyor_api.types import TypeCatalog
 from conveyor_bus import JetStreamEventStore
 from conveyor_bus.runtime import bootstrap
@@ -59,9 +61,11 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.service = JobService(store, reads, stop_signal, depth, types)
         ticks = schedules.start(app, nc, store, types)
+        gauges = asyncio.create_task(_refresh_depth(metrics, depth), name="queue-depth")
         try:
             yield
         finally:
+            gauges.cancel()
             await ticks.close()
             await nc.close()
             await pool.close()
@@ -95,7 +99,25 @@ def create_app(settings: Settings) -> FastAPI:
         allowed_origins=settings.allowed_origins,
     )
     app.add_middleware(Observe, metrics=metrics)
+    app.add_middleware(TraceContext)  # outermost: every line of a request has its ids
     return app
+
+
+QUEUE_DEPTH_INTERVAL_S = 5.0
+"""How often the API measures ``conveyor_queue_depth`` (``GET /api/v1/stats`` also does)."""
+
+
+async def _refresh_depth(
+    metrics: ApiMetrics, depth: Callable[[], Awaitable[dict[str, tuple[int, int]]]]
+) -> None:
+    """Keep the queue-depth gauge current for scrapes, whether or not a dashboard is open."""
+    while True:
+        try:
+            for priority, (pending, _) in (await depth()).items():
+                metrics.queue_depth.labels(priority).set(pending)
+        except Exception as e:  # NATS away: the gauge keeps its last value
+            log.debug("queue depth not measured: %s", e)
+        await asyncio.sleep(QUEUE_DEPTH_INTERVAL_S)
 
 
 def _hosts(settings: Settings) -> list[str]:

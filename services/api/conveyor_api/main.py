@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from conveyor_api.app import create_app
 from conveyor_api.settings import Settings
@@ -11,12 +12,14 @@ from conveyor_bus.runtime import configure_logging
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)  # the API's own lines (uvicorn's keep their format)
+    configure_logging(settings.log_level, settings.log_format)
+    json_lines = settings.log_format == "json"
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None if json_lines else LOGGING_CONFIG,  # None: uvicorn's lines are JSON too
         access_log=False,
         loop="uvloop",
         http="httptools",

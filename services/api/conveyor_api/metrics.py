@@ -36,11 +36,6 @@ class ApiMetrics:
             ["priority"],
             registry=self.registry,
         )
-        self.projector_lag = Gauge(
-            "conveyor_projector_lag_events",
-            "Events in the log not yet in the read model",
-            registry=self.registry,
-        )
 
 
 class Observe:

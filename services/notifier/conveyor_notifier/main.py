@@ -11,7 +11,7 @@ from conveyor_notifier.settings import Settings
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # websockets' debug lines print every handshake whole, a token in its query or headers
     logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
     run(serve_forever(settings))

@@ -30,9 +30,9 @@ class ProjectorMetrics:
             "Stream sequence of the last event applied or parked (the checkpoint)",
             registry=r,
         )
-        self.pending = Gauge(
-            "conveyor_projector_pending_events",
-            "Events in the log after the checkpoint, as last measured by the projector",
+        self.lag = Gauge(
+            "conveyor_projector_lag_events",
+            "Events in the log after the checkpoint (the projector's lag), measured each second",
             registry=r,
         )
 

@@ -221,7 +221,7 @@ class Projector:
             cache.popitem(last=False)
 
     async def _measure_lag(self) -> None:
-        """Refresh the pending-events gauge, at most once per :data:`LAG_INTERVAL_S`."""
+        """Refresh the lag gauge, at most once per :data:`LAG_INTERVAL_S`."""
         if self.metrics is None:
             return
         now = asyncio.get_running_loop().time()
@@ -229,7 +229,7 @@ class Projector:
             return
         self._lag_measured_at = now
         try:
-            self.metrics.pending.set(await event_lag(self._getter, self.position))
+            self.metrics.lag.set(await event_lag(self._getter, self.position))
         except BusError as e:
             log.debug("cannot measure the lag: %s", e)
         self.metrics.checkpoint.set(self.position)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import random
@@ -17,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 import conveyor
-from conveyor_bus import BusError, JetStreamEventStore
+from conveyor_bus import BusError, JetStreamEventStore, logs, tracecontext
 from conveyor_bus.acks import ack_info
 from conveyor_bus.appender import BatchAppender
 from conveyor_bus.types import publish_types
@@ -190,6 +191,11 @@ class Worker(Watching):
     # -- one attempt ---------------------------------------------------------------------
 
     async def _attempt(self, msg: Msg) -> None:
+        """One delivery, in a task of its own: its log lines carry its trace context, and
+        its job and attempt once known."""
+        trace = (msg.headers or {}).get(names.HEADER_TRACEPARENT)
+        if trace is not None:
+            logs.traceparent.set(tracecontext.child(trace))
         try:
             job = await self._begin(msg)
             if job is not None:
@@ -217,6 +223,8 @@ class Worker(Watching):
             stopping=self._stopping.is_set(),
             delivered=info.delivered,
         )
+        if isinstance(triaged, DueRun | Delivery):
+            logs.job_id.set(triaged.job_id)
         if isinstance(triaged, DueRun):
             history = await self.store.history(triaged.job_id)
             asked = delivery.due_delivery(history, triaged, now=utc_now())
@@ -259,6 +267,8 @@ class Worker(Watching):
             await msg.ack()
             return None
         job = RunningJob(msg=msg, state=outcome.state, last_seq=outcome.last_seq)
+        logs.attempt.set(job.attempt)
+        log.info("attempt %d of job %s (%s) started", job.attempt, job.job_id, job.state.type)
         self._count_start(job.state, triaged, msg)
         if (older := self.running.get(job.job_id)) is not None:
             older.cancel("fenced")  # our own earlier attempt was taken over
@@ -409,8 +419,9 @@ class Worker(Watching):
         """A sync handler, in a thread of its own. Cancelled (a stop, a timeout, shutdown),
         it is told through ``ctx.cancelled`` and waited for: a thread cannot be interrupted,
         and its attempt is not over while it still runs."""
+        context = contextvars.copy_context()  # the handler's lines carry the job's ids
         future = asyncio.get_running_loop().run_in_executor(
-            self._threads, job_type.handler, ctx, argument
+            self._threads, context.run, job_type.handler, ctx, argument
         )
         try:
             return await asyncio.shield(future)
@@ -462,6 +473,7 @@ class Worker(Watching):
                 outcome = await self.commands.execute(command, Loaded(job.state, job.last_seq))
                 for stored in outcome.events:
                     self._count_outcome(job.state, stored.event, run_s)
+                    log.info("attempt %d of job %s: %s", job.attempt, job.job_id, stored.event.name)
                 break
             except (InvalidTransition, JobNotFound) as e:
                 if await self._settled_by_us(job):
