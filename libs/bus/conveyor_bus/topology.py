@@ -159,6 +159,7 @@ async def api_request(
 
 STREAM_NAME_IN_USE = 10058
 CONSUMER_EXISTS = 10148
+CONSUMER_NOT_FOUND = 10014
 
 
 STREAM_NOT_FOUND = 10059
@@ -213,10 +214,28 @@ async def check_layout(nc: Client, *, upgrading: bool = False) -> bool:
     return True
 
 
+NOT_ALLOWED_HINT: Final = (
+    "; if this service's NATS user may not create the topology (the notifier's may not: "
+    "docs/explanation/security.md, Bus credentials), run `conveyor migrate` with the admin's "
+    "credentials first"
+)
+
+
+async def _create(nc: Client, subject: str, body: dict[str, Any]) -> None:
+    """A create of the topology: a NATS user without the right gets no answer (nats-server
+    drops the request), which is said so."""
+    try:
+        await api_request(nc, subject, body)
+    except BusUnavailable as e:
+        raise BusUnavailable(f"{e}{NOT_ALLOWED_HINT}") from e
+
+
 async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> None:
     name = config["name"]
+    if not update and await stream_info(nc, name) is not None:
+        return  # a create needs a right that a reading service has not (see permissions.py)
     try:
-        await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", config)
+        await _create(nc, f"$JS.API.STREAM.CREATE.{name}", config)
     except BusError as e:
         if f"code {STREAM_NAME_IN_USE}" not in str(e):
             raise
@@ -230,8 +249,15 @@ async def _ensure_stream(nc: Client, config: dict[str, Any], update: bool) -> No
 
 async def _ensure_consumer(nc: Client, stream: str, config: dict[str, Any], update: bool) -> None:
     durable = config["durable_name"]
+    if not update:
+        try:
+            await api_request(nc, f"$JS.API.CONSUMER.INFO.{stream}.{durable}")
+            return
+        except BusError as e:
+            if f"code {CONSUMER_NOT_FOUND}" not in str(e):
+                raise
     try:
-        await api_request(
+        await _create(
             nc,
             f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
             {"stream_name": stream, "config": config, "action": "" if update else "create"},

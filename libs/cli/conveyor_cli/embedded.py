@@ -15,9 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor_bus.permissions import SERVICES
 from conveyor_cli.logins import (
     LOOPBACK,
     Login,
@@ -124,10 +126,31 @@ class Cluster:
         )
 
 
+def authorization(login: Login, services: Mapping[str, Login] | None = None) -> str:
+    """The ``authorization`` block: ``login`` alone (every right), or with ``services`` a
+    ``users`` list: ``login`` with every right, and each service's login (keyed by a name of
+    :data:`conveyor_bus.permissions.SERVICES`) with that service's permissions."""
+    if services is None:
+        return (
+            "authorization {\n"
+            f"  user: {json.dumps(login.user)}\n"
+            f"  password: {json.dumps(login.password)}\n"
+            "}\n"
+        )
+    users = [{"user": login.user, "password": login.password}] + [
+        {"user": s.user, "password": s.password, "permissions": SERVICES[name].config()}
+        for name, s in services.items()
+    ]
+    listed = ",\n".join(f"    {json.dumps(u)}" for u in users)
+    return f"authorization {{\n  users = [\n{listed}\n  ]\n}}\n"
+
+
 class NatsServer:
     """``nats-server`` with JetStream, a file store and ``sync_interval: always``; one user,
     ``login``, in the global account (JetStream enabled for it), and no other way in. With
-    ``cluster``, one node of a cluster (``server_name`` must then differ between nodes)."""
+    ``cluster``, one node of a cluster (``server_name`` must then differ between nodes).
+    With ``services`` (service name to login, names of :data:`conveyor_bus.permissions.
+    SERVICES`), those users too, each allowed only its service's subjects (:meth:`url_for`)."""
 
     def __init__(
         self,
@@ -137,8 +160,10 @@ class NatsServer:
         login: Login | None = None,
         server_name: str = "conveyor-embedded",
         cluster: Cluster | None = None,
+        services: Mapping[str, Login] | None = None,
     ) -> None:
         self.store_dir = store_dir.resolve()
+        self.services = dict(services) if services is not None else None
         self.port = port or free_port()
         self.login = login or Login.new("conveyor")
         self.server_name = server_name
@@ -148,6 +173,12 @@ class NatsServer:
     @property
     def url(self) -> str:
         return nats_url(self.login, self.port)
+
+    def url_for(self, service: str) -> str:
+        """The URL of one service's user (``services`` given)."""
+        if self.services is None or service not in self.services:
+            raise KeyError(f"no NATS user for {service!r}: pass services={{...}}")
+        return nats_url(self.services[service], self.port)
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         private_dir(self.store_dir)
@@ -161,10 +192,8 @@ class NatsServer:
             f"  store_dir: {json.dumps(str(self.store_dir / 'jetstream'))}\n"
             "  sync_interval: always\n"
             "}\n"
-            "authorization {\n"
-            f"  user: {json.dumps(self.login.user)}\n"
-            f"  password: {json.dumps(self.login.password)}\n"
-            "}\n" + (self.cluster.config() if self.cluster is not None else ""),
+            + authorization(self.login, self.services)
+            + (self.cluster.config() if self.cluster is not None else ""),
         )
         log = self.store_dir / "nats.log"
         with log.open("ab") as out:
