@@ -7,28 +7,15 @@ action and says "read-only"; Sign out goes back to the login; with auth off no l
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect
 
 from support.system import System
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
-CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 ALICE = "alice-operate-Zq3x9VbN2mK7pL4w"
 DASH = "dash-read-Hs8dJ2fK5lQ9rT1y"
 WRONG = "not-a-configured-token-at-all"
@@ -48,18 +35,6 @@ def system(
     with System(nats_url, database_url, tmp_path_factory.mktemp("logs"), env=env) as s:
         s.http.headers["Authorization"] = f"Bearer {ALICE}"  # the helpers' REST calls
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Seen:
