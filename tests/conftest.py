@@ -8,12 +8,9 @@ module, or the server named by ``DATABASE_URL``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import os
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -22,10 +19,10 @@ from nats.aio.client import Client
 from conveyor_bus import connect, ensure_topology
 from conveyor_cli.embedded import NatsServer, PostgresServer
 from conveyor_db import create_pool, migrate
+from support.sync import run_sync
 from support.system import System
 
 _db_numbers = itertools.count()
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +56,6 @@ def template_db(pg_admin_url: str) -> str:
         return name
 
     return run_sync(build())
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from a sync fixture, even where a loop is running
-    (Playwright's sync API keeps one on the main thread)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def _with_db(url: str, name: str) -> str:

@@ -19,13 +19,13 @@ import nats
 import nats.errors
 import pytest
 import websockets.sync.client
-from conftest import run_sync
 from websockets.typing import Origin
 
 from conveyor_bus import connect
 from conveyor_bus.runtime import EXIT_LAYOUT
 from conveyor_cli.embedded import NatsServer, free_port
 from support.legacy import LegacyLog, write_legacy_log
+from support.sync import run_sync
 
 pytestmark = pytest.mark.e2e
 
