@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --no-install-workspace --package "conveyor-${SERVICE}"
 COPY libs libs
 COPY services services
+COPY apps apps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "conveyor-${SERVICE}"
 

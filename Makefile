@@ -62,7 +62,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 typecheck: venv
-	$(BIN)/mypy libs services tests bench/conveyor_bench
+	$(BIN)/mypy libs services apps tests bench/conveyor_bench
 
 check: lint typecheck test
 
