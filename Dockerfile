@@ -36,7 +36,8 @@ COPY deploy/docker/entrypoint.py /app/entrypoint.py
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CONVEYOR_SERVICE=${SERVICE} \
-    CONVEYOR_HOST=0.0.0.0 \
+    CONVEYOR_API_HOST=0.0.0.0 \
+    CONVEYOR_NOTIFIER_HOST=0.0.0.0 \
     CONVEYOR_METRICS_HOST=0.0.0.0 \
     CONVEYOR_METRICS_PORT=9100
 WORKDIR /app

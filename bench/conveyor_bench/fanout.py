@@ -204,7 +204,7 @@ def one_run(cluster: Cluster, scale: Scale, run: int) -> dict[str, Any]:
         services.start(
             "notifier",
             "notifier",
-            CONVEYOR_PORT=str(port),
+            CONVEYOR_NOTIFIER_PORT=str(port),
             # every client is on this machine's one address: no cap per address, and room
             # for all of them
             CONVEYOR_MAX_CLIENTS_PER_ADDRESS="0",

@@ -149,8 +149,8 @@ class Services:
 
     def __enter__(self) -> Services:
         try:
-            self.start("api", "api", CONVEYOR_PORT=str(self.api_port))
-            self.start("notifier", "notifier", CONVEYOR_PORT=str(self.notifier_port))
+            self.start("api", "api", CONVEYOR_API_PORT=str(self.api_port))
+            self.start("notifier", "notifier", CONVEYOR_NOTIFIER_PORT=str(self.notifier_port))
             self.start("projector", "projector")
             for n in range(1, self.workers + 1):
                 self.start_worker(n)

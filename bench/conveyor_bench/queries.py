@@ -217,7 +217,7 @@ def run(scale: Scale) -> dict[str, Any]:
         print(f"  read model filled with {len(ids)} jobs in {fill_s:.1f}s", flush=True)
         services = Services(cluster, workers=0)
         try:
-            services.start("api", "api", CONVEYOR_PORT=str(services.api_port))
+            services.start("api", "api", CONVEYOR_API_PORT=str(services.api_port))
             wait_until(lambda: _ready(services.api_url), 60, "the api is ready", 0.05)
             runs = [measure(services.api_url, ids, seconds, n) for _ in range(scale.repeats)]
         finally:

@@ -19,20 +19,23 @@ import urllib.request
 
 SERVICES = ("api", "notifier", "projector", "worker", "cli")
 
-HEALTH: dict[str, tuple[str, int, str]] = {
-    "api": ("CONVEYOR_PORT", 8000, "/healthz"),
-    "notifier": ("CONVEYOR_PORT", 8001, "/healthz"),
-    "projector": ("CONVEYOR_METRICS_PORT", 9100, "/metrics"),
-    "worker": ("CONVEYOR_METRICS_PORT", 9100, "/metrics"),
+HEALTH: dict[str, tuple[tuple[str, ...], int, str]] = {
+    "api": (("CONVEYOR_API_PORT", "CONVEYOR_PORT"), 8000, "/healthz"),
+    "notifier": (("CONVEYOR_NOTIFIER_PORT", "CONVEYOR_PORT"), 8001, "/healthz"),
+    "projector": (("CONVEYOR_METRICS_PORT",), 9100, "/metrics"),
+    "worker": (("CONVEYOR_METRICS_PORT",), 9100, "/metrics"),
 }
-"""Per service: the variable holding its port, that port's default, the path to ask."""
+"""Per service: the variables holding its port, first found wins, as the service reads them
+(``CONVEYOR_PORT`` is the deprecated name of the api's and the notifier's), that port's
+default, the path to ask."""
 
 
 def health_url(service: str, env: dict[str, str] | os._Environ[str]) -> str | None:
     if service not in HEALTH:
         return None
-    variable, default, path = HEALTH[service]
-    return f"http://127.0.0.1:{env.get(variable) or default}{path}"
+    variables, default, path = HEALTH[service]
+    port = next((env[v] for v in variables if env.get(v)), default)
+    return f"http://127.0.0.1:{port}{path}"
 
 
 def healthcheck(service: str) -> int:

@@ -193,9 +193,11 @@ def full_notifier(system: System) -> Iterator[ClientConnection]:
         port = str(system.notifier_port)
         system.stop("notifier")
         if full:
-            system.start("notifier", "notifier", CONVEYOR_PORT=port, CONVEYOR_MAX_CLIENTS="1")
+            system.start(
+                "notifier", "notifier", CONVEYOR_NOTIFIER_PORT=port, CONVEYOR_MAX_CLIENTS="1"
+            )
         else:
-            system.start("notifier", "notifier", CONVEYOR_PORT=port)
+            system.start("notifier", "notifier", CONVEYOR_NOTIFIER_PORT=port)
         system.wait_ready()
 
     restart(full=True)

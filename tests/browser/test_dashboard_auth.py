@@ -249,12 +249,15 @@ def test_with_auth_off_no_login_shows(page: tuple[Page, Seen], system: System) -
         system.start(
             "api",
             "api",
-            CONVEYOR_PORT=str(system.api_port),
+            CONVEYOR_API_PORT=str(system.api_port),
             CONVEYOR_NOTIFIER_URL=system.ws_url,
             CONVEYOR_TOKENS=tokens,
         )
         system.start(
-            "notifier", "notifier", CONVEYOR_PORT=str(system.notifier_port), CONVEYOR_TOKENS=tokens
+            "notifier",
+            "notifier",
+            CONVEYOR_NOTIFIER_PORT=str(system.notifier_port),
+            CONVEYOR_TOKENS=tokens,
         )
         system.wait_ready()
 

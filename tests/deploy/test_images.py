@@ -83,6 +83,10 @@ def test_the_entry_point_runs_each_service_main() -> None:
         assert callable(importlib.import_module(f"conveyor_{service}.main").main)
     assert ep.health_url("api", {}) == "http://127.0.0.1:8000/healthz"
     assert ep.health_url("notifier", {}) == "http://127.0.0.1:8001/healthz"
+    assert ep.health_url("notifier", {"CONVEYOR_NOTIFIER_PORT": "9001"}) == (
+        "http://127.0.0.1:9001/healthz"
+    )
+    assert ep.health_url("api", {"CONVEYOR_PORT": "9002"}) == "http://127.0.0.1:9002/healthz"
     assert ep.health_url("worker", {"CONVEYOR_METRICS_PORT": "9200"}) == (
         "http://127.0.0.1:9200/metrics"
     )
@@ -114,7 +118,7 @@ def test_the_healthcheck_asks_the_service(
     status: int, expected: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with http_server(status) as port:
-        monkeypatch.setenv("CONVEYOR_PORT", str(port))
+        monkeypatch.setenv("CONVEYOR_API_PORT", str(port))
         assert entrypoint().healthcheck("api") == expected
     assert entrypoint().healthcheck("api") == 1  # nothing listens any more
 

@@ -105,7 +105,7 @@ def test_run_at_survives_restarts_of_the_workers_the_api_and_nats_server(
     nats_server.stop(signal.SIGKILL)
     nats_server.start()
     system.start(
-        "api", "api", CONVEYOR_PORT=str(system.api_port), CONVEYOR_NOTIFIER_URL=system.ws_url
+        "api", "api", CONVEYOR_API_PORT=str(system.api_port), CONVEYOR_NOTIFIER_URL=system.ws_url
     )
     for name in workers:
         system.start_worker(name)

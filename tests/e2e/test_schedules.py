@@ -40,7 +40,7 @@ PROBLEM = "application/problem+json"
 def replica(system: System) -> Iterator[httpx.Client]:
     """A second API process on the same NATS and PostgreSQL."""
     port = free_port()
-    system.start("api-2", "api", CONVEYOR_PORT=str(port))
+    system.start("api-2", "api", CONVEYOR_API_PORT=str(port))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     deadline = time.monotonic() + 30
     while True:

@@ -52,14 +52,14 @@ def system(
             "api",
             "api",
             NATS_URL=server.url_for("api"),
-            CONVEYOR_PORT=str(s.api_port),
+            CONVEYOR_API_PORT=str(s.api_port),
             CONVEYOR_NOTIFIER_URL=s.ws_url,
         )
         s.start(
             "notifier",
             "notifier",
             NATS_URL=server.url_for("notifier"),
-            CONVEYOR_PORT=str(s.notifier_port),
+            CONVEYOR_NOTIFIER_PORT=str(s.notifier_port),
         )
         s.start("projector", "projector", NATS_URL=server.url_for("projector"))
         for n in (1, 2):

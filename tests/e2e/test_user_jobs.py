@@ -191,7 +191,7 @@ def test_an_api_may_queue_types_not_deployed_yet(system: System) -> None:
     (pending; the workers that cannot run it hand it back), and its payload is checked as
     an object only."""
     port = free_port()
-    system.start("api-open", "api", CONVEYOR_PORT=str(port), CONVEYOR_ACCEPT_UNSERVED_TYPES="1")
+    system.start("api-open", "api", CONVEYOR_API_PORT=str(port), CONVEYOR_ACCEPT_UNSERVED_TYPES="1")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
         deadline = time.monotonic() + 20
         while True:

@@ -23,7 +23,7 @@ def notifier(nats_url: str, log_dir: Path, **env: str) -> Iterator[int]:
     log = log_dir / "notifier.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "conveyor_cli.main", "notifier"],
-        env={**os.environ, "NATS_URL": nats_url, "CONVEYOR_PORT": str(port), **env},
+        env={**os.environ, "NATS_URL": nats_url, "CONVEYOR_NOTIFIER_PORT": str(port), **env},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )

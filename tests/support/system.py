@@ -127,9 +127,9 @@ class System:
 
     def __enter__(self) -> System:
         self.start(
-            "api", "api", CONVEYOR_PORT=str(self.api_port), CONVEYOR_NOTIFIER_URL=self.ws_url
+            "api", "api", CONVEYOR_API_PORT=str(self.api_port), CONVEYOR_NOTIFIER_URL=self.ws_url
         )
-        self.start("notifier", "notifier", CONVEYOR_PORT=str(self.notifier_port))
+        self.start("notifier", "notifier", CONVEYOR_NOTIFIER_PORT=str(self.notifier_port))
         self.start("projector", "projector")
         for n in range(1, self.n_workers + 1):
             self.start_worker(f"worker-{n}")

@@ -49,13 +49,15 @@ def services(workers: int, api_port: int, notifier_port: int) -> list[Service]:
     notifier_url = f"ws://127.0.0.1:{notifier_port}/ws"
     found = [
         Service(
-            "api", ["api"], {"CONVEYOR_PORT": str(api_port), "CONVEYOR_NOTIFIER_URL": notifier_url}
+            "api",
+            ["api"],
+            {"CONVEYOR_API_PORT": str(api_port), "CONVEYOR_NOTIFIER_URL": notifier_url},
         ),
         Service(
             "notifier",
             ["notifier"],  # the dashboard's origin may open the feed, on whatever port it is
             {
-                "CONVEYOR_PORT": str(notifier_port),
+                "CONVEYOR_NOTIFIER_PORT": str(notifier_port),
                 "CONVEYOR_API_URL": f"http://127.0.0.1:{api_port}",
             },
         ),

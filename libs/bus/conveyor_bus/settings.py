@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,3 +28,15 @@ class BusSettings(BaseSettings):
     log_level: str = "info"
     log_format: LogFormat = "text"
     """``json``: one JSON object a line, with job id, attempt, request id and trace id."""
+
+
+def warn_deprecated(renamed: Mapping[str, str], environ: Mapping[str, str] | None = None) -> None:
+    """Log a warning for each deprecated variable (``renamed``: old name to new name) that is
+    set while its new name is not, which is when the old one is read (names are
+    case-insensitive, as the settings read them)."""
+    present = {name.upper() for name in (os.environ if environ is None else environ)}
+    for old, new in renamed.items():
+        if old in present and new not in present:
+            logging.getLogger("conveyor.settings").warning(
+                "%s is deprecated and will stop being read: set %s instead", old, new
+            )

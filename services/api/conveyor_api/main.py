@@ -6,13 +6,15 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from conveyor_api.app import create_app
-from conveyor_api.settings import Settings
+from conveyor_api.settings import DEPRECATED, Settings
 from conveyor_bus.runtime import configure_logging
+from conveyor_bus.settings import warn_deprecated
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    warn_deprecated(DEPRECATED)
     json_lines = settings.log_format == "json"
     uvicorn.run(
         create_app(settings),

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from conveyor_api.guards import normal_host, normal_origin
 from conveyor_bus.settings import BusSettings
@@ -18,13 +18,26 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+DEPRECATED = {"CONVEYOR_HOST": "CONVEYOR_API_HOST", "CONVEYOR_PORT": "CONVEYOR_API_PORT"}
+"""Old names still read, when the new one is unset; the api and the notifier both read them
+(ADR 0015): each old name and the name that replaces it."""
+
+
 class Settings(BusSettings, DatabaseSettings, TokenSettings):
     """The API's settings: ``CONVEYOR_*`` environment variables, plus ``NATS_URL`` and
     ``DATABASE_URL``; the tokens (``CONVEYOR_TOKENS``, ``CONVEYOR_TOKENS_FILE``) are
     :class:`~conveyor_bus.tokens.TokenSettings`."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    model_config = SettingsConfigDict(populate_by_name=True)
+
+    host: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("CONVEYOR_API_HOST", "CONVEYOR_HOST")
+    )
+    """``CONVEYOR_API_HOST``: the address to listen on (``CONVEYOR_HOST``, deprecated)."""
+    port: int = Field(
+        8000, ge=0, le=65_535, validation_alias=AliasChoices("CONVEYOR_API_PORT", "CONVEYOR_PORT")
+    )
+    """``CONVEYOR_API_PORT``: the port to listen on (``CONVEYOR_PORT``, deprecated)."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     read_timeout_s: float = Field(3.0, gt=0)
     """How long a read waits for PostgreSQL (connecting included) before it answers 503."""

@@ -2,20 +2,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.tokens import TokenSettings
 from conveyor_notifier.guards import ANY, normal_origin
+
+DEPRECATED = {"CONVEYOR_HOST": "CONVEYOR_NOTIFIER_HOST", "CONVEYOR_PORT": "CONVEYOR_NOTIFIER_PORT"}
+"""Old names still read, when the new one is unset; the api and the notifier both read them
+(ADR 0015): each old name and the name that replaces it."""
 
 
 class Settings(BusSettings, TokenSettings):
     """The notifier's settings: ``CONVEYOR_*`` variables, plus ``NATS_URL``; the tokens
     (``CONVEYOR_TOKENS``, ``CONVEYOR_TOKENS_FILE``) are the API's."""
 
-    host: str = "127.0.0.1"
-    port: int = 8001
+    model_config = SettingsConfigDict(populate_by_name=True)
+
+    host: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("CONVEYOR_NOTIFIER_HOST", "CONVEYOR_HOST")
+    )
+    """``CONVEYOR_NOTIFIER_HOST``: the address to listen on (``CONVEYOR_HOST``, deprecated)."""
+    port: int = Field(
+        8001,
+        ge=0,
+        le=65_535,
+        validation_alias=AliasChoices("CONVEYOR_NOTIFIER_PORT", "CONVEYOR_PORT"),
+    )
+    """``CONVEYOR_NOTIFIER_PORT``: the port to listen on (``CONVEYOR_PORT``, deprecated)."""
     client_buffer: int = Field(10_000, ge=1)
     """Frames queued for one websocket client; past this it is disconnected with 1013."""
     write_pause_factor: float = Field(2.0, ge=0)
