@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conveyor_cli import client, schedules, stack
+from conveyor_cli import bulk, client, schedules, stack
 
 LOCAL_STACK = {"api", "worker", "projector", "notifier", "migrate", "replay", "verify"}
 """Commands that talk to NATS or PostgreSQL: without ``NATS_URL`` / ``DATABASE_URL`` they use
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--since", type=int)
 
     schedules.add_parser(sub)
+    bulk.add_parser(sub)
 
     sub.add_parser("env", help="print the NATS_URL and DATABASE_URL of make up, for a shell")
     sub.add_parser("replay", help="rebuild the read model from the event log")
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(admin.run(command, wait_s=getattr(args, "wait", None)))
     elif command == "schedule":
         sys.exit(schedules.run(args))
+    elif command == "bulk":
+        sys.exit(bulk.run(args))
     else:
         sys.exit(client.run(command, args))
 

@@ -52,3 +52,18 @@ async def load_dead_letters(conn: asyncpg.Connection, until_seq: int) -> list[De
     """Parked messages up to ``until_seq``, in log order."""
     rows = await conn.fetch(f"{_SELECT} WHERE seq <= $1 ORDER BY seq", until_seq)
     return [DeadLetter(**dict(r)) for r in rows]
+
+
+async def page_dead_letters(
+    conn: asyncpg.Connection, *, before_seq: int | None, limit: int, kind: str | None = None
+) -> list[DeadLetter]:
+    """Parked messages newest first: at most ``limit``, before ``before_seq`` when given,
+    only of ``kind`` when given (what ``GET /api/v1/dead-letters`` pages through)."""
+    rows = await conn.fetch(
+        f"{_SELECT} WHERE ($1::bigint IS NULL OR seq < $1) AND ($2::text IS NULL OR kind = $2)"
+        " ORDER BY seq DESC LIMIT $3",
+        before_seq,
+        kind,
+        limit,
+    )
+    return [DeadLetter(**dict(r)) for r in rows]
