@@ -89,6 +89,22 @@ def job_subjects(job_id: str) -> str:
     return f"{JOB_PREFIX}.{job_id}.>"
 
 
+QUEUED_EVENT_TYPES: Final = ("job.submitted", "job.restarted", "job.failed")
+"""The event types that may be stored on a work-queue subject (with a priority token): the
+runnable ones (``conveyor_events.events.runnable``)."""
+
+
+def event_subjects(job_id: str | None = None, event_type: str | None = None) -> tuple[str, ...]:
+    """The subjects holding every event of one job, of one type (``job.failed``), or of one
+    type of one job (None: any); together they are a read's filter (``conveyor export``,
+    ``GET /api/v1/events``)."""
+    job = job_id or "*"
+    if event_type is None:
+        return (job_subjects(job_id) if job_id else EVENTS_ALL,)
+    subject = f"{JOB_PREFIX}.{job}.{event_type.removeprefix(_EVENT_PREFIX)}"
+    return (subject, f"{subject}.*") if event_type in QUEUED_EVENT_TYPES else (subject,)
+
+
 def runnable_subjects(priority: Priority) -> str:
     """The runnable events of one priority (one of the two filters of the workers' consumer
     of it; :func:`due_subjects` is the other)."""
