@@ -33,7 +33,7 @@ from conveyor_events import (
     Write,
     decide,
     encode_event,
-    fold,
+    fold_stored,
     subject_of,
 )
 from conveyor_events.testing import InMemoryEventStore, completed
@@ -186,7 +186,8 @@ async def test_a_load_after_a_known_state_equals_a_full_load(adapter: Adapter) -
 
     assert await store.load(job_id, after=early) == await store.load(job_id)
     assert await store.load(job_id) == Loaded(outcome.state, outcome.last_seq)
-    assert fold(e.event for e in await store.history(job_id)) == outcome.state
+    assert fold_stored((e.seq, e.event) for e in await store.history(job_id)) == outcome.state
+    assert outcome.state.seq == outcome.last_seq
 
 
 async def test_the_handler_decides_again_on_a_fresh_read_after_a_conflict(

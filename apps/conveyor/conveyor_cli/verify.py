@@ -222,7 +222,7 @@ def classify(
                 report.unparked.append(Unparked(m.seq, m.subject, read))
             continue
         try:
-            state = step(states.get(read.job_id), read)
+            state = step(states.get(read.job_id), read, seq=m.seq)
         except IllegalEvent as e:
             if letter is not None:
                 report.parked.append(letter)

@@ -9,7 +9,7 @@ import pytest
 from conveyor_bus import StoredMsg
 from conveyor_cli.verify import Report, classify
 from conveyor_db import DeadLetter
-from conveyor_events import AnyEvent, encode_event, fold, names, subject_of
+from conveyor_events import AnyEvent, encode_event, fold_stored, names, subject_of
 from conveyor_events import testing as ev
 
 pytestmark = pytest.mark.unit
@@ -41,7 +41,7 @@ LOG = [
 ]
 POISON = [letter(2, "undecodable"), letter(5), letter(6)]
 """What the projector must park of LOG."""
-COMPLETED = fold([ev.submitted(), ev.started(), ev.completed()])
+COMPLETED = fold_stored([(1, ev.submitted()), (3, ev.started()), (4, ev.completed())])
 
 
 def test_parked_poison_is_left_out_and_listed() -> None:

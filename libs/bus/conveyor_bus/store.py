@@ -152,7 +152,7 @@ class JetStreamEventStore:
                 try:
                     if isinstance(event, Poison):
                         raise ValueError(event.reason)
-                    state = step(state, event)
+                    state = step(state, event, seq=m.seq)
                 except (ValueError, IllegalEvent) as e:
                     log.warning("ignoring poison at seq %d of job %s: %s", m.seq, job_id, e)
                     continue

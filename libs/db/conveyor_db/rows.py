@@ -8,13 +8,13 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from conveyor_events import ErrorInfo, JobState
+from conveyor_events import Attempt, ErrorInfo, JobState
 
 COLUMNS: tuple[str, ...] = (
     "id", "type", "priority", "payload", "status", "progress", "message", "attempt",
     "max_attempts", "timeout_s", "run_at", "result", "error", "worker_id", "stop_requested",
     "created_at", "started_at", "finished_at", "updated_at", "version", "run", "attempts_base",
-    "run_base",
+    "run_base", "attempts", "seq",
 )  # fmt: skip
 
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -26,6 +26,7 @@ COLUMN_TYPES: dict[str, str] = {
     "worker_id": "text", "stop_requested": "bool", "created_at": "timestamptz",
     "started_at": "timestamptz", "finished_at": "timestamptz", "updated_at": "timestamptz",
     "version": "int4", "run": "int4", "attempts_base": "int4", "run_base": "int4",
+    "attempts": "jsonb", "seq": "int8",
 }  # fmt: skip
 """The PostgreSQL type of each column (migrations/*.sql)."""
 
@@ -49,7 +50,7 @@ def to_row(state: JobState) -> tuple[Any, ...]:
         state.message, state.attempt, state.max_attempts, state.timeout_s, state.run_at,
         state.result, error, state.worker_id, state.stop_requested, state.created_at,
         state.started_at, state.finished_at, state.updated_at, state.version, state.run,
-        state.attempts_base, state.run_base,
+        state.attempts_base, state.run_base, msgspec.to_builtins(state.attempts), state.seq,
     )  # fmt: skip
 
 
@@ -68,4 +69,5 @@ def from_row(row: Mapping[str, Any]) -> JobState:
     values = dict(row)
     if values["error"] is not None:
         values["error"] = msgspec.convert(values["error"], ErrorInfo)
+    values["attempts"] = msgspec.convert(values["attempts"], tuple[Attempt, ...])
     return JobState(**values)

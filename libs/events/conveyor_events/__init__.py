@@ -1,19 +1,21 @@
 """Conveyor's pure domain: events, commands, ``decide`` and ``fold``. Standard library and
 msgspec only: no I/O, no clock, no id generation."""
 
+from conveyor_events.attempts import Attempt, AttemptError, NextCause
 from conveyor_events.commands import (
     AnyCommand,
     CompleteJob,
     ConfirmStop,
     DeleteJob,
     FailJob,
+    OperatorCommand,
     ReportProgress,
     RestartJob,
     StartJob,
     StopJob,
     SubmitJob,
 )
-from conveyor_events.decide import decide
+from conveyor_events.decide import ACTIONS, Action, allowed_actions, decide
 from conveyor_events.errors import (
     ConcurrencyConflict,
     DomainError,
@@ -30,8 +32,10 @@ from conveyor_events.errors import (
 )
 from conveyor_events.events import (
     EVENT_TYPES,
+    MAX_REASON_LENGTH,
     AnyEvent,
     ErrorInfo,
+    FailureCause,
     JobCompleted,
     JobDeleted,
     JobFailed,
@@ -41,6 +45,7 @@ from conveyor_events.events import (
     JobStopped,
     JobStopRequested,
     JobSubmitted,
+    OperatorData,
     decode_event,
     encode_event,
     not_before,
@@ -49,15 +54,20 @@ from conveyor_events.events import (
 )
 from conveyor_events.handling import CommandHandler
 from conveyor_events.state import STATUSES, TERMINAL, JobState, Status, evolve, fold
-from conveyor_events.step import step
+from conveyor_events.step import fold_stored, step
 from conveyor_events.store import EventStore, Loaded, Outcome, StoredEvent, Write
 
 __all__ = [
+    "ACTIONS",
     "EVENT_TYPES",
+    "MAX_REASON_LENGTH",
     "STATUSES",
     "TERMINAL",
+    "Action",
     "AnyCommand",
     "AnyEvent",
+    "Attempt",
+    "AttemptError",
     "CommandHandler",
     "CompleteJob",
     "ConcurrencyConflict",
@@ -67,6 +77,7 @@ __all__ = [
     "ErrorInfo",
     "EventStore",
     "FailJob",
+    "FailureCause",
     "IllegalEvent",
     "InvalidPayload",
     "InvalidTransition",
@@ -83,6 +94,9 @@ __all__ = [
     "JobStopped",
     "JobSubmitted",
     "Loaded",
+    "NextCause",
+    "OperatorCommand",
+    "OperatorData",
     "Outcome",
     "ReportProgress",
     "RestartJob",
@@ -97,11 +111,13 @@ __all__ = [
     "TooManyRuns",
     "UnknownJobType",
     "Write",
+    "allowed_actions",
     "decide",
     "decode_event",
     "encode_event",
     "evolve",
     "fold",
+    "fold_stored",
     "not_before",
     "runnable",
     "step",

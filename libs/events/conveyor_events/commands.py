@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor_events.events import ErrorInfo
+from conveyor_events.events import ErrorInfo, FailureCause
 from conveyor_events.names import Priority
 
 
@@ -18,7 +18,16 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     actor: str
 
 
-class SubmitJob(Command, frozen=True):
+class OperatorCommand(Command, frozen=True, kw_only=True):
+    """A command an operator gives through the API: who (``actor``), and from where and why
+    (recorded in its event, :class:`~conveyor_events.events.OperatorData`)."""
+
+    reason: str | None = None
+    request_id: str | None = None
+    client_address: str | None = None
+
+
+class SubmitJob(OperatorCommand, frozen=True, kw_only=True):
     type: str
     priority: Priority = "regular"
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -55,9 +64,11 @@ class FailJob(Command, frozen=True):
     """Backoff before the next attempt, chosen by the worker (with jitter)."""
     permanent: bool = False
     """Skip the remaining attempts."""
+    cause: FailureCause = "handler_error"
+    """Why it failed: the handler's error, or its ``timeout_s`` (recorded in the event)."""
 
 
-class StopJob(Command, frozen=True):
+class StopJob(OperatorCommand, frozen=True):
     pass
 
 
@@ -67,11 +78,11 @@ class ConfirmStop(Command, frozen=True):
     attempt: int
 
 
-class RestartJob(Command, frozen=True):
+class RestartJob(OperatorCommand, frozen=True):
     pass
 
 
-class DeleteJob(Command, frozen=True):
+class DeleteJob(OperatorCommand, frozen=True):
     pass
 
 

@@ -7,7 +7,7 @@ the API maps them to 404/409, workers to "skip" or "fenced off".
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import assert_never
+from typing import Literal, assert_never
 
 from conveyor_events.commands import (
     AnyCommand,
@@ -15,6 +15,7 @@ from conveyor_events.commands import (
     ConfirmStop,
     DeleteJob,
     FailJob,
+    OperatorCommand,
     ReportProgress,
     RestartJob,
     StartJob,
@@ -22,6 +23,7 @@ from conveyor_events.commands import (
     SubmitJob,
 )
 from conveyor_events.errors import (
+    DomainError,
     InvalidTransition,
     JobAlreadyExists,
     JobNotFound,
@@ -43,6 +45,7 @@ from conveyor_events.events import (
     JobStopped,
     JobStopRequested,
     JobSubmitted,
+    OperatorData,
     ProgressedData,
     StartedData,
     StoppedData,
@@ -69,6 +72,7 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                 at=command.now,
                 actor=command.actor,
                 data=SubmittedData(
+                    **_origin(command),
                     type=command.type,
                     priority=command.priority,
                     payload=command.payload,
@@ -116,20 +120,22 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
             retry = not command.permanent and not state.stop_requested and state.attempts_left > 0
             retry_at = command.now + timedelta(seconds=command.retry_delay_s) if retry else None
             data_f = FailedData(
-                attempt=command.attempt, error=command.error, retry=retry, retry_at=retry_at
+                attempt=command.attempt,
+                error=command.error,
+                retry=retry,
+                retry_at=retry_at,
+                cause=command.cause,
             )
             return [JobFailed(job_id=job_id, at=at, actor=actor, data=data_f)]
         case StopJob():
             if state.status == "pending":
-                return [
-                    JobStopped(job_id=job_id, at=at, actor=actor, data=StoppedData(attempt=None))
-                ]
+                data_s = StoppedData(**_origin(command), attempt=None)
+                return [JobStopped(job_id=job_id, at=at, actor=actor, data=data_s)]
             if state.status == "running":
-                return (
-                    []
-                    if state.stop_requested
-                    else [JobStopRequested(job_id=job_id, at=at, actor=actor)]
-                )
+                if state.stop_requested:
+                    return []
+                data_o = OperatorData(**_origin(command))
+                return [JobStopRequested(job_id=job_id, at=at, actor=actor, data=data_o)]
             raise _forbidden("stop", state)
         case ConfirmStop():
             _require_current(state, command.attempt, "stop")
@@ -148,11 +154,13 @@ def decide(command: AnyCommand, state: JobState | None) -> list[AnyEvent]:
                     f"cannot restart job {state.id}: it was queued {state.run} times, the most"
                     f" one job may be ({MAX_RUNS}); submit a new job instead"
                 )
-            return [JobRestarted(job_id=job_id, at=at, actor=actor)]
+            data_r = OperatorData(**_origin(command))
+            return [JobRestarted(job_id=job_id, at=at, actor=actor, data=data_r)]
         case DeleteJob():
             if state.status not in ("completed", "failed", "stopped"):
                 raise _forbidden("delete", state)
-            return [JobDeleted(job_id=job_id, at=at, actor=actor)]
+            data_d = OperatorData(**_origin(command))
+            return [JobDeleted(job_id=job_id, at=at, actor=actor, data=data_d)]
         case SubmitJob():
             raise AssertionError("handled above")
         case _:
@@ -178,8 +186,42 @@ def _worker_lost(command: StartJob, state: JobState) -> JobFailed:
             "instead of being delivered again"
         ),
     )
-    data = FailedData(attempt=state.attempt, error=error, retry=False)
+    data = FailedData(attempt=state.attempt, error=error, retry=False, cause="worker_lost")
     return JobFailed(job_id=state.id, at=command.now, actor=command.actor, data=data)
+
+
+def _origin(command: OperatorCommand) -> dict[str, str | None]:
+    """What an operator's command records in its event beside the actor."""
+    return {
+        "reason": command.reason,
+        "request_id": command.request_id,
+        "client_address": command.client_address,
+    }
+
+
+Action = Literal["stop", "restart", "delete"]
+ACTIONS: dict[Action, type[StopJob | RestartJob | DeleteJob]] = {
+    "stop": StopJob,
+    "restart": RestartJob,
+    "delete": DeleteJob,
+}
+"""The operator's actions on a job, by the name the API and the dashboard use."""
+
+
+def allowed_actions(state: JobState | None) -> list[Action]:
+    """The operator actions :func:`decide` accepts on ``state`` now, in :data:`ACTIONS`'
+    order: each is decided, and kept unless the table forbids it (a stop of a job that is
+    stopping already is accepted: it answers the job as it is)."""
+    if state is None:
+        return []
+    allowed: list[Action] = []
+    for name, command in ACTIONS.items():
+        try:
+            decide(command(job_id=state.id, now=state.updated_at, actor="user:-"), state)
+        except DomainError:
+            continue
+        allowed.append(name)
+    return allowed
 
 
 def _require_current(state: JobState, attempt: int, action: str) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+import msgspec
+
 from conveyor_events.commands import AnyCommand, SubmitJob
 from conveyor_events.decide import decide
 from conveyor_events.errors import ConcurrencyConflict, TooManyConflicts
@@ -113,6 +115,7 @@ class CommandHandler:
         )
         await self._append(write)
         stored = [StoredEvent(seq, e) for seq, e in zip(write.seqs, events, strict=True)]
+        state = msgspec.structs.replace(state, seq=write.seqs[-1])
         return Outcome(state, write.seqs[-1], stored)
 
     async def submit(
@@ -136,7 +139,12 @@ class CommandHandler:
         chunks = list(_chunks([w for w, _ in writes], BATCH_MESSAGES))
         await asyncio.gather(*(self.store.append(chunk) for chunk in chunks))
         return [
-            Outcome(state, w.seqs[-1], [StoredEvent(w.seqs[0], w.events[0])]) for w, state in writes
+            Outcome(
+                msgspec.structs.replace(state, seq=w.seqs[0]),
+                w.seqs[-1],
+                [StoredEvent(w.seqs[0], w.events[0])],
+            )
+            for w, state in writes
         ]
 
 

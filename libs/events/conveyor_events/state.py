@@ -8,6 +8,7 @@ from typing import Any, Literal, assert_never
 
 import msgspec
 
+from conveyor_events.attempts import Attempt, next_attempts
 from conveyor_events.events import (
     AnyEvent,
     ErrorInfo,
@@ -51,6 +52,10 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     updated_at: datetime
     version: int = 1
+    attempts: tuple[Attempt, ...] = ()
+    """Every attempt started so far, oldest first (:mod:`conveyor_events.attempts`)."""
+    seq: int = 0
+    """The log sequence of the last event folded in (0: folded without sequences)."""
     run: int = 1
     """How many times the job was queued (submit, each retry, each restart)."""
     attempts_base: int = 0
@@ -65,8 +70,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
         return self.max_attempts - (self.attempt - self.attempts_base)
 
 
-def evolve(state: JobState | None, event: AnyEvent) -> JobState:
-    """Apply one event. Pure; assumes the event was produced by :func:`decide`."""
+def evolve(state: JobState | None, event: AnyEvent, *, seq: int | None = None) -> JobState:
+    """Apply one event (stored at ``seq`` in the log, when known). Pure; assumes the event
+    was produced by :func:`decide`."""
     if isinstance(event, JobSubmitted):
         if state is not None:
             raise ValueError(f"job.submitted twice for job {event.job_id}")
@@ -82,10 +88,17 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             run_at=sub.run_at,
             created_at=event.at,
             updated_at=event.at,
+            seq=seq or 0,
         )
     if state is None:
         raise ValueError(f"{event.name} before job.submitted for job {event.job_id}")
-    s = msgspec.structs.replace(state, updated_at=event.at, version=state.version + 1)
+    s = msgspec.structs.replace(
+        state,
+        updated_at=event.at,
+        version=state.version + 1,
+        attempts=next_attempts(state.attempts, event),
+        seq=state.seq if seq is None else seq,
+    )
     match event:
         case JobStarted(data=started):
             return msgspec.structs.replace(

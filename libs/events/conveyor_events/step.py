@@ -26,13 +26,27 @@ from conveyor_events.events import (
 from conveyor_events.state import JobState, evolve
 
 
-def step(state: JobState | None, event: AnyEvent) -> JobState:
-    """The state after ``event``; raises :class:`IllegalEvent` when the transitions table
-    forbids it in ``state`` (None: the job has no history yet)."""
+def step(state: JobState | None, event: AnyEvent, *, seq: int | None = None) -> JobState:
+    """The state after ``event`` (stored at ``seq`` in the log: the state's ``seq``, when
+    given); raises :class:`IllegalEvent` when the transitions table forbids it in ``state``
+    (None: the job has no history yet)."""
     problem = _problem(state, event)
     if problem is not None:
         raise IllegalEvent(problem, event)
-    return evolve(state, event)
+    return evolve(state, event, seq=seq)
+
+
+def fold_stored(events: Iterable[tuple[int, AnyEvent]]) -> JobState | None:
+    """The state after ``(seq, event)`` pairs of one job's log, in order, an event the table
+    forbids left out (as every reader of the log leaves it out); ``seq`` is the last applied
+    one's."""
+    state: JobState | None = None
+    for seq, event in events:
+        try:
+            state = step(state, event, seq=seq)
+        except IllegalEvent:
+            continue
+    return state
 
 
 def fold_legal(events: Iterable[AnyEvent]) -> tuple[JobState | None, list[IllegalEvent]]:

@@ -124,7 +124,7 @@ class InMemoryEventStore:
         for seq in seqs:
             if seq > start:
                 with contextlib.suppress(IllegalEvent):
-                    state = step(state, self.log[seq - 1][1])
+                    state = step(state, self.log[seq - 1][1], seq=seq)
         return Loaded(state, seqs[-1] if seqs else start)
 
     async def history(

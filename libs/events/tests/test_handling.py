@@ -17,7 +17,7 @@ from conveyor_events import (
     SubmitJob,
     TooManyConflicts,
     Write,
-    fold,
+    fold_stored,
 )
 from conveyor_events import testing as ev
 from conveyor_events.handling import BATCH_MESSAGES
@@ -120,5 +120,6 @@ async def test_a_batch_submission_is_written_in_chunks_of_one_atomic_batch() -> 
     assert calls == [BATCH_MESSAGES, 10]
     assert [o.state.id for o in outcomes] == ids
     assert await store.load(ids[-1]) == Loaded(
-        fold([o.events[0].event for o in outcomes[-1:]]), len(ids)
+        fold_stored([(len(ids), o.events[0].event) for o in outcomes[-1:]]), len(ids)
     )
+    assert outcomes[-1].state.seq == len(ids)

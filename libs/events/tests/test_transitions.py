@@ -611,7 +611,9 @@ def test_retry_requeues_the_job_after_the_backoff() -> None:
     (failed,) = job.fail(attempt=1, delay_s=12.5)
 
     retry_at = fail_at + timedelta(seconds=12.5)
-    assert failed.data == FailedData(attempt=1, error=BOOM, retry=True, retry_at=retry_at)
+    assert failed.data == FailedData(
+        attempt=1, error=BOOM, retry=True, retry_at=retry_at, cause="handler_error"
+    )
     after = job.state
     assert (after.status, after.attempt, after.run, after.attempts_left) == ("pending", 1, 2, 1)
     assert after.error == BOOM
@@ -621,7 +623,7 @@ def test_retry_requeues_the_job_after_the_backoff() -> None:
     job.start(W2)  # run 2
     assert (job.state.status, job.state.attempt) == ("running", 2)
     (last,) = job.fail(attempt=2)
-    assert last.data == FailedData(attempt=2, error=BOOM, retry=False, retry_at=None)
+    assert last.data == FailedData(attempt=2, error=BOOM, retry=False, cause="handler_error")
     assert (job.state.status, job.state.attempts_left) == ("failed", 0)
 
 

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from conveyor_bus.tokens import Role
-from conveyor_events import JobState
+from conveyor_events import Action, JobState, allowed_actions
 
 Priority = Literal["high", "regular"]
 
@@ -88,6 +88,31 @@ class ErrorOut(BaseModel):
     traceback: str | None = None
 
 
+class AttemptErrorOut(BaseModel):
+    type: str
+    message: str
+
+
+class AttemptOut(BaseModel):
+    """One attempt of the job, derived from its history."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None = Field(
+        description="when the log recorded its end; for a lost attempt, when the loss was"
+        " noticed (the next delivery)"
+    )
+    outcome: Literal["running", "completed", "failed", "stopped", "lost"]
+    error: AttemptErrorOut | None
+    next_cause: Literal["handler_error", "timeout", "worker_lost", "operator_restart"] | None = (
+        Field(
+            description="why the next attempt happened (or is awaited: a retry, a restart);"
+            " null while none follows"
+        )
+    )
+
+
 class JobOut(BaseModel):
     id: str
     type: str
@@ -109,6 +134,14 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     version: int
+    attempts: list[AttemptOut] = Field(description="every attempt started, oldest first")
+    seq: int = Field(
+        description="the log sequence of the job's last event: a feed event with a greater"
+        " seq is news to this state"
+    )
+    actions: list[Action] = Field(
+        description="the operator actions the job's state allows now (SPEC 2.1)"
+    )
 
     @classmethod
     def of(cls, s: JobState) -> JobOut:
@@ -122,6 +155,19 @@ class JobOut(BaseModel):
             worker_id=s.worker_id, stop_requested=s.stop_requested, created_at=s.created_at,
             started_at=s.started_at, finished_at=s.finished_at, updated_at=s.updated_at,
             version=s.version,
+            attempts=[
+                AttemptOut.model_construct(
+                    attempt=a.attempt, worker_id=a.worker_id, started_at=a.started_at,
+                    finished_at=a.finished_at, outcome=a.outcome,
+                    error=AttemptErrorOut.model_construct(type=a.error.type,
+                                                          message=a.error.message)
+                    if a.error else None,
+                    next_cause=a.next_cause,
+                )
+                for a in s.attempts
+            ],
+            seq=s.seq,
+            actions=allowed_actions(s),
         )  # fmt: skip
 
 

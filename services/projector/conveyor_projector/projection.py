@@ -31,7 +31,7 @@ def project(
     changes = Changes()
     for seq, event in events:
         try:
-            state = step(states.get(event.job_id), event)
+            state = step(states.get(event.job_id), event, seq=seq)
         except IllegalEvent as e:
             changes.skipped.append((seq, str(e)))
             continue

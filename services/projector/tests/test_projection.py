@@ -23,7 +23,7 @@ from conveyor_events import (
     JobState,
     JobStopped,
     JobSubmitted,
-    fold,
+    fold_stored,
 )
 from conveyor_events import testing as ev
 from conveyor_events.invariants import history_problems
@@ -102,12 +102,17 @@ def history(job: str, events: Batch) -> list[AnyEvent]:
     return [e for _, e in events if e.job_id == job]
 
 
+def folded(job: str, events: Batch) -> JobState | None:
+    """The job's state folded from its events of ``events``, with their sequences."""
+    return fold_stored((seq, e) for seq, e in events if e.job_id == job)
+
+
 def expected_table(events: Batch) -> dict[str, JobState]:
     """The rows the read model should hold: the fold of each job's history, minus deleted
     jobs."""
     table = {}
     for job in dict.fromkeys(e.job_id for _, e in events):
-        state = fold(history(job, events))
+        state = folded(job, events)
         assert state is not None
         if not state.deleted:
             table[job] = state
@@ -166,18 +171,18 @@ def test_one_batch_yields_the_fold_of_each_job() -> None:
     assert changes.deletes == {B: 11}
     assert changes.skipped == []
     for job in (A, B, C):
-        assert states[job] == fold(history(job, events))
+        assert states[job] == folded(job, events)
 
 
 def test_states_are_updated_in_place_and_untouched_rows_are_left_alone() -> None:
-    other = fold([submitted(UNKNOWN, 0)])
+    other = fold_stored([(100, submitted(UNKNOWN, 0))])
     assert other is not None
     states: dict[str, JobState] = {UNKNOWN: other}
     events = stream()
 
     changes = project(states, events[:1])
 
-    assert states[A] == fold([events[0][1]])
+    assert states[A] == fold_stored(events[:1])
     assert states[UNKNOWN] is other
     assert UNKNOWN not in changes.upserts
 
@@ -191,7 +196,7 @@ def test_batches_applied_in_order_equal_the_fold(size: int) -> None:
         assert changes.skipped == []
 
     for job in (A, B, C):
-        assert states[job] == fold(history(job, events))
+        assert states[job] == folded(job, events)
 
 
 @pytest.mark.parametrize("size", range(1, 15))
@@ -257,7 +262,7 @@ def test_an_event_that_cannot_be_applied_is_skipped_and_the_rest_still_apply() -
     first, second = (reason for _, reason in changes.skipped)
     assert "before job.submitted" in first and UNKNOWN in first
     assert "submitted twice" in second and A in second
-    assert changes.upserts == {A: fold([events[1][1], events[3][1]])}
+    assert changes.upserts == {A: fold_stored([events[1], events[3]])}
     assert changes.deletes == {}
     assert UNKNOWN not in states
 
@@ -337,7 +342,7 @@ def test_transitions_the_table_forbids_are_skipped_like_history_problems_flags_t
 
     assert skipped == [2, 5, 6]
     applied = [e for seq, e in events if seq not in skipped]
-    assert table == {A: fold(applied)}
+    assert table == {A: fold_stored((seq, e) for seq, e in events if seq not in skipped)}
     assert table[A].status == "completed" and table[A].attempt == 1
     assert history_problems(applied) == []
     assert history_problems([e for _, e in events]) != []

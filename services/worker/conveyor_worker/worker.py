@@ -44,6 +44,7 @@ from conveyor_events import (
     names,
     not_before,
 )
+from conveyor_events.events import FailureCause
 from conveyor_worker import delivery
 from conveyor_worker.delivery import Ack, Conclude, Delivery, DueRun, Nak, Rearm, Start, Term
 from conveyor_worker.heartbeats import Heartbeats
@@ -408,7 +409,8 @@ class Worker(Watching):
             ctx.cancel()
             if scope.expired():
                 message = f"attempt {job.attempt} exceeded timeout_s={timeout}"
-                return self._fail(job, ErrorInfo(type="Timeout", message=message))
+                error = ErrorInfo(type="Timeout", message=message)
+                return self._fail(job, error, cause="timeout")
             return self._failure(job, e)
         except Exception as e:
             return self._failure(job, e)
@@ -447,6 +449,8 @@ class Worker(Watching):
         error: ErrorInfo,
         permanent: bool = False,
         delay_s: float | None = None,
+        *,
+        cause: FailureCause = "handler_error",
     ) -> FailJob:
         return FailJob(
             job_id=job.job_id,
@@ -456,6 +460,7 @@ class Worker(Watching):
             error=error,
             retry_delay_s=self._backoff(job.attempt) if delay_s is None else delay_s,
             permanent=permanent,
+            cause=cause,
         )
 
     def _backoff(self, attempt: int) -> float:
