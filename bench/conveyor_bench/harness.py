@@ -15,8 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from conveyor_cli.embedded import NatsServer, PostgresServer, children, free_port
-from conveyor_cli.up import stop_all, wait_ready
+from conveyor_cli.dev.embedded import NatsServer, PostgresServer, children, free_port
+from conveyor_cli.dev.up import stop_all, wait_ready
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 WORK_DIR = BENCH_DIR / "work"

@@ -1,9 +1,11 @@
 """The entry point of Conveyor's images: run the service the image was built for.
 
 ``CONVEYOR_SERVICE`` (set from the Dockerfile's ``SERVICE`` build argument) names it: ``api``,
-``notifier``, ``projector`` and ``worker`` run that service's ``main()`` (what
-``conveyor <service>`` runs); ``cli`` is the ``conveyor`` command itself, so
-``docker run conveyor-cli migrate`` is ``conveyor migrate``.
+``notifier``, ``projector`` and ``worker`` exec that service's own console script
+(``conveyor-api``, ...: its ``main()``, from the service's package alone, so a service image
+has no conveyor-cli); ``cli`` execs the ``conveyor`` command itself, so
+``docker run conveyor-cli migrate`` is ``conveyor migrate``. The process is replaced (exec), so
+the service is PID 1's program and SIGTERM reaches it directly.
 
 ``entrypoint.py healthcheck`` is the image's HEALTHCHECK: it exits 0 when the service answers
 on its own port (``/healthz`` of the api and the notifier; the metrics endpoint that the worker
@@ -12,12 +14,14 @@ and the projector serve on ``CONVEYOR_METRICS_PORT``), 1 otherwise.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import urllib.request
 
 SERVICES = ("api", "notifier", "projector", "worker", "cli")
+
+SCRIPTS = {**{s: f"conveyor-{s}" for s in SERVICES if s != "cli"}, "cli": "conveyor"}
+"""Per service: the console script that runs it (each service's pyproject.toml)."""
 
 HEALTH: dict[str, tuple[tuple[str, ...], int, str]] = {
     "api": (("CONVEYOR_API_PORT", "CONVEYOR_PORT"), 8000, "/healthz"),
@@ -58,10 +62,12 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[:1] == ["healthcheck"]:
         return healthcheck(service)
-    module = importlib.import_module(f"conveyor_{service}.main")
-    sys.argv = [f"conveyor {service}" if service != "cli" else "conveyor", *argv]
-    module.main()
-    return 0
+    script = SCRIPTS[service]
+    try:
+        os.execvp(script, [script, *argv])
+    except OSError as e:  # only when the exec itself fails: a script missing from the image
+        print(f"{script}: {e}", file=sys.stderr)
+    return 127
 
 
 if __name__ == "__main__":

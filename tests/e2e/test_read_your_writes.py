@@ -18,7 +18,7 @@ from typing import Any
 import nats
 import pytest
 
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_events import encode_event
 from conveyor_events import testing as ev
 from support.invariants import raw_subject

@@ -26,7 +26,7 @@ from nats.aio.client import Client
 
 from conveyor_api.cron import parse
 from conveyor_api.scheduling import tick_job_id
-from conveyor_cli.embedded import free_port
+from conveyor_cli.dev.embedded import free_port
 from support.schedules import StoredTick, stored_ticks, submitted_by
 from support.system import System, scrape
 

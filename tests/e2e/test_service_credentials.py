@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from conveyor_bus import connect, ensure_topology
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_cli.logins import Login
 from support.system import System
 

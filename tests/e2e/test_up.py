@@ -23,7 +23,7 @@ from websockets.typing import Origin
 
 from conveyor_bus import connect
 from conveyor_bus.runtime import EXIT_LAYOUT
-from conveyor_cli.embedded import NatsServer, free_port
+from conveyor_cli.dev.embedded import NatsServer, free_port
 from support.legacy import LegacyLog, write_legacy_log
 from support.sync import run_sync
 

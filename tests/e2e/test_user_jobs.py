@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import Client
 
 from conveyor_bus.types import publish_types
-from conveyor_cli.embedded import free_port
+from conveyor_cli.dev.embedded import free_port
 from support.system import System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from conveyor_bus.reader import LogReader
 from conveyor_bus.runtime import bootstrap
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.workers import WorkerInfo, publish_heartbeat
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_events import CommandHandler, JobProgressed, SubmitJob, names
 from conveyor_worker.settings import Settings
 from conveyor_worker.worker import Worker

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 import pytest
 
-from conveyor_cli.embedded import NatsServer, PostgresServer
+from conveyor_cli.dev.embedded import NatsServer, PostgresServer
 from conveyor_cli.pgplace import pg_bin
 
 pytestmark = pytest.mark.integration

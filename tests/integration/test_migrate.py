@@ -25,7 +25,7 @@ from conveyor_bus.topology import (
     run_consumer_config,
     stream_info,
 )
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_events import decode_event, encode_event, fold, names
 from conveyor_events import testing as ev
 from support.legacy import STREAM as LEGACY

@@ -33,7 +33,7 @@ from conveyor_bus.schedules import JetStreamSchedules, TickConsumer
 from conveyor_bus.topology import queue_depth, stream_info
 from conveyor_bus.types import publish_types, published_types
 from conveyor_bus.workers import WorkerInfo, forget_worker, live_workers, publish_heartbeat
-from conveyor_cli.embedded import NatsServer, nats_server_binary
+from conveyor_cli.dev.embedded import NatsServer, nats_server_binary
 from conveyor_cli.logins import Login
 from conveyor_events import (
     CommandHandler,

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conveyor_cli.embedded import PostgresServer
+from conveyor_cli.dev.embedded import PostgresServer
 from conveyor_db import DatabaseUnavailable, ReadModel, create_pool, migrate
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from nats.aio.client import Client
 
 from conveyor_api import cron
 from conveyor_bus.schedules import parse_time
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from support.jetstream import api, publish
 
 pytestmark = [

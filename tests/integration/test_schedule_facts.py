@@ -50,7 +50,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from support.jetstream import WRONG_LAST_SEQUENCE, api, publish
 
 pytestmark = pytest.mark.integration

@@ -35,7 +35,7 @@ from conveyor_api.scheduling import Definition, JobTemplate, tick_job_id
 from conveyor_api.ticks import IdOf, TickRunner, tick_counter
 from conveyor_bus import JetStreamEventStore, ensure_topology
 from conveyor_bus.schedules import JetStreamSchedules, Tick, TickConsumer
-from conveyor_cli.embedded import NatsServer
+from conveyor_cli.dev.embedded import NatsServer
 from conveyor_events import CommandHandler, JobSubmitted, names
 from support.schedules import StoredTick, stored_ticks
 

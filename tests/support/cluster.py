@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import nats
 
-from conveyor_cli.embedded import Cluster, NatsServer, free_port
+from conveyor_cli.dev.embedded import Cluster, NatsServer, free_port
 from conveyor_cli.logins import Login
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from conveyor_cli.embedded import free_port
+from conveyor_cli.dev.embedded import free_port
 
 
 @contextmanager

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from conveyor_cli.embedded import free_port
-from conveyor_cli.up import stop_all, wait_ready
+from conveyor_cli.dev.embedded import free_port
+from conveyor_cli.dev.up import stop_all, wait_ready
 
 ACK_WAIT_S = 3.0
 

@@ -122,8 +122,15 @@ def main(argv: list[str] | None = None) -> None:
 
         notifier()
     elif command == "up":
-        from conveyor_cli.up import up
-
+        try:
+            from conveyor_cli.dev.up import up
+        except ModuleNotFoundError as e:
+            if e.name != "conveyor_cli.dev":
+                raise
+            sys.exit(  # the wheel leaves the local stack out (ADR 15)
+                "conveyor up: this installation has no local stack (conveyor_cli.dev): it runs"
+                " from a checkout of Conveyor (make up)"
+            )
         sys.exit(
             up(
                 args.data_dir,

@@ -1,6 +1,6 @@
 """What each Conveyor service may publish and subscribe to on NATS, as data: the
 ``permissions`` of one user each in a nats-server ``authorization { users = [...] }`` block
-(``conveyor_cli.embedded.NatsServer(users=...)`` writes one; deploy/nats/ shows it by hand).
+(``conveyor_cli.dev.embedded.NatsServer(users=...)`` writes one; deploy/nats/ shows it by hand).
 
 Every subject is derived from :mod:`conveyor_events.names`. The rules (docs/explanation/
 security.md, "Bus credentials"):

@@ -63,3 +63,7 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

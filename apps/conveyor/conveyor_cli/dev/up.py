@@ -22,7 +22,7 @@ import httpx
 
 from conveyor_bus.redact import redact
 from conveyor_cli import stack
-from conveyor_cli.embedded import NatsServer, PostgresServer
+from conveyor_cli.dev.embedded import NatsServer, PostgresServer
 
 DEFAULT_NATS_PORT = 4222
 DEFAULT_PG_PORT = 54320
