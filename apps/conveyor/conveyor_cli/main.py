@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from conveyor_cli import bulk, client, schedules, stack
+from conveyor_cli import bulk, client, export, schedules, stack
 
-LOCAL_STACK = {"api", "worker", "projector", "notifier", "migrate", "replay", "verify"}
+LOCAL_STACK = {"api", "worker", "projector", "notifier", "migrate", "replay", "verify", "export"}
 """Commands that talk to NATS or PostgreSQL: without ``NATS_URL`` / ``DATABASE_URL`` they use
 the servers of ``make up`` (its credentials file)."""
 
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     schedules.add_parser(sub)
     bulk.add_parser(sub)
 
+    export.add_parser(sub)
     sub.add_parser("env", help="print the NATS_URL and DATABASE_URL of make up, for a shell")
     sub.add_parser("replay", help="rebuild the read model from the event log")
     s = sub.add_parser("verify", help="compare the read model with a fold of the log")
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         from conveyor_cli import admin
 
         sys.exit(admin.run(command, wait_s=getattr(args, "wait", None)))
+    elif command == "export":
+        sys.exit(export.run(args))
     elif command == "schedule":
         sys.exit(schedules.run(args))
     elif command == "bulk":

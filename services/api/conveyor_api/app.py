@@ -9,7 +9,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from conveyor_api import auth, bulk, deadletters, guards, openapi, pages, problems, schedules
+from conveyor_api import (
+    auth,
+    bulk,
+    deadletters,
+    guards,
+    logroutes,
+    openapi,
+    pages,
+    problems,
+    schedules,
+)
 from conveyor_api.limits import BodyLimit
 from conveyor_api.metrics import ApiMetrics, Observe
 from conveyor_api.ratelimit import SubmitLimiter
@@ -85,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(bulk.router, prefix="/api/v1")  # before /jobs/{job_id}
     app.include_router(deadletters.router, prefix="/api/v1")
     app.include_router(router, prefix="/api/v1")
+    app.include_router(logroutes.router, prefix="/api/v1")
     schedules.install(app)
     app.include_router(system_router)
     app.include_router(system_router, prefix="/api/v1", include_in_schema=False)
