@@ -259,6 +259,9 @@ async def test_events_filters_and_windows(api: httpx.AsyncClient, log: EventLog)
             log.select(types=("job.started",), since=since, until=until),
         ),
         ({"since": "2999-01-01T00:00:00Z"}, []),
+        ({"since": "0001-01-01T00:00:00+01:00"}, log.select()),
+        ({"until": "9999-12-31T23:59:59.999999-14:00"}, log.select()),
+        ({"until": "0001-01-01T00:00:00+01:00"}, []),
     ]:
         items, _ = await walk(api, limit=2, **params)
         assert [e["seq"] for e in items] == want, params

@@ -118,7 +118,11 @@ class LogWindows:
             first = max(first, found)
         if window.until is not None:
             # times are to the microsecond: ``until`` takes in its whole microsecond
-            after = await self._first_stored_at(window.until + timedelta(microseconds=1))
+            after = (
+                None
+                if window.until >= LAST_TIME
+                else await self._first_stored_at(window.until + timedelta(microseconds=1))
+            )
             if after is not None:
                 last = after - 1
             elif window.until <= datetime.now(UTC):
