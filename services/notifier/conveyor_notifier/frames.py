@@ -1,5 +1,7 @@
 """The public frame of a stored event, as every client gets it: ``{seq, type, job_id, at,
-actor, data}``, encoded once as an unmasked websocket text frame."""
+actor, data}``, encoded once as an unmasked websocket text frame. The stored bytes are sent
+as they are, except for an event type that has changed incompatibly (conveyor_events.upcast):
+that one is sent as read, an old version upcast, like every other reader shows it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import msgspec
 from websockets.frames import Frame, Opcode
 
 from conveyor_bus import StoredMsg
+from conveyor_bus.logwindow import frame as public_frame
 from conveyor_events.poison import Poison, poison, read_event
+from conveyor_events.upcast import UPCASTERS
 
 log = logging.getLogger("conveyor.notifier")
 
@@ -32,6 +36,8 @@ def frame(msg: StoredMsg) -> bytes | Poison:
         read = read_event(msg.subject, msg.data)
         if isinstance(read, Poison):
             return read
+        if read.name in UPCASTERS.versions:  # maybe an old version: the event as read
+            return public_frame(msg.seq, read)
         if b"seq" in msg.data or b"\\u" in msg.data:
             return _frame_without_seq(msg)
         return b'{"seq":' + str(msg.seq).encode() + b"," + msg.data.lstrip()[1:]
