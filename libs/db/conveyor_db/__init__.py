@@ -5,8 +5,8 @@ from conveyor_db.migrations import migrate
 from conveyor_db.readmodel import (
     CONNECTION_ERRORS,
     CheckedRow,
+    Checkpoint,
     DatabaseUnavailable,
-    JobFilter,
     Page,
     ReadModel,
     Snapshot,
@@ -15,13 +15,16 @@ from conveyor_db.readmodel import (
     deleted_state,
     load_states,
     lock_checkpoint,
+    lock_checkpoint_row,
     reset,
     save_projection,
 )
+from conveyor_db.search import JobFilter
 
 __all__ = [
     "CONNECTION_ERRORS",
     "CheckedRow",
+    "Checkpoint",
     "DatabaseUnavailable",
     "DeadLetter",
     "JobFilter",
@@ -34,6 +37,7 @@ __all__ = [
     "load_dead_letters",
     "load_states",
     "lock_checkpoint",
+    "lock_checkpoint_row",
     "migrate",
     "reset",
     "save_dead_letters",

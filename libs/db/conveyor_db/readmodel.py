@@ -18,6 +18,7 @@ from conveyor_db.rows import (
     init_connection,
     to_columns,
 )
+from conveyor_db.search import JobFilter, list_query
 from conveyor_events import JobState
 
 _UPSERT = (
@@ -36,14 +37,6 @@ _UPSERT = (
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL is unavailable."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    statuses: Sequence[str] = ()
-    priority: str | None = None
-    type: str | None = None
-    q: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +80,19 @@ async def create_pool(
     max_size: int = 10,
     timeout: float = 5.0,
     statement_timeout_s: float | None = None,
+    search_path: str | None = None,
+    custom_plans: bool = False,
 ) -> asyncpg.Pool:
     """``statement_timeout_s``: PostgreSQL cancels any statement of the pool that runs
-    longer (the API's reads), so no query holds a connection past it."""
+    longer (the API's reads), so no query holds a connection past it. ``search_path``: where
+    unqualified names resolve (``conveyor replay`` writes its rebuild through one)."""
     settings = {}
     if statement_timeout_s is not None:
         settings["statement_timeout"] = f"{max(1, round(statement_timeout_s * 1000))}ms"
+    if search_path is not None:
+        settings["search_path"] = search_path
+    if custom_plans:  # a plan for each filter's values: a rare q wants its index, not the id's
+        settings["plan_cache_mode"] = "force_custom_plan"
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -124,12 +124,6 @@ CONNECTION_ERRORS = (
 InternalClientError: a pooled connection whose server has just shut down ("terminating
 connection due to administrator command") refuses the next query with it until asyncpg
 has noticed that the connection is gone."""
-
-
-def like_escaped(text: str) -> str:
-    """``text`` as a literal inside a LIKE pattern: ``%`` and ``_`` match only themselves
-    (backslash is LIKE's default escape character)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class ReadModel:
@@ -185,29 +179,8 @@ class ReadModel:
         return CheckedRow(from_row(values) if values["id"] is not None else None, checkpoint)
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
-        where: list[str] = []
-        args: list[object] = []
-
-        def arg(value: object) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if flt.statuses:
-            where.append(f"status = ANY({arg(list(flt.statuses))}::text[])")
-        if flt.priority:
-            where.append(f"priority = {arg(flt.priority)}")
-        if flt.type:
-            where.append(f"type = {arg(flt.type)}")
-        if flt.q:
-            p, text = arg(flt.q), arg(like_escaped(flt.q))
-            where.append(f"(starts_with(id, {p}) OR payload::text ILIKE '%' || {text} || '%')")
-        if cursor:
-            where.append(f"id < {arg(cursor)}")
-        sql = f"SELECT {SELECT_COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id DESC LIMIT {arg(limit + 1)}"
-        rows = await self._fetch(sql, *args)
+        sql, args = list_query(flt, limit, cursor)
+        rows = await self._fetch(f"SELECT {SELECT_COLUMNS} {sql}", *args)
         items = [from_row(r) for r in rows[:limit]]
         next_cursor = items[-1].id if len(rows) > limit else None
         return Page(items, next_cursor)
@@ -294,21 +267,35 @@ def deleted_state(job_id: str, deleted_at: datetime) -> JobState:
     )
 
 
-_LOCK_CHECKPOINT = "SELECT last_seq FROM projector_checkpoint WHERE name = $1 FOR UPDATE"
+_LOCK_CHECKPOINT = "SELECT last_seq, tableoid FROM projector_checkpoint WHERE name = $1 FOR UPDATE"
 
 
-async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> int:
-    """The checkpoint, row-locked until the transaction ends (one projector writes at a time).
-    One round trip once the row exists (every batch but the first)."""
-    seq = await conn.fetchval(_LOCK_CHECKPOINT, name)
-    if seq is None:
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int
+    table: int
+    """OID of the ``projector_checkpoint`` table holding it: another one after
+    ``conveyor replay`` switched the read model's tables (ADR 0018)."""
+
+
+async def lock_checkpoint_row(conn: asyncpg.Connection, name: str = "projector") -> Checkpoint:
+    """The checkpoint, row-locked until the transaction ends (one projector writes at a time),
+    and the table it is in. One round trip once the row exists (every batch but the first)."""
+    row = await conn.fetchrow(_LOCK_CHECKPOINT, name)
+    if row is None:
         await conn.execute(
             "INSERT INTO projector_checkpoint (name, last_seq) VALUES ($1, 0)"
             " ON CONFLICT (name) DO NOTHING",
             name,
         )
-        seq = await conn.fetchval(_LOCK_CHECKPOINT, name)
-    return int(seq)
+        row = await conn.fetchrow(_LOCK_CHECKPOINT, name)
+    assert row is not None
+    return Checkpoint(int(row["last_seq"]), int(row["tableoid"]))
+
+
+async def lock_checkpoint(conn: asyncpg.Connection, name: str = "projector") -> int:
+    """The checkpoint, row-locked until the transaction ends (see :func:`lock_checkpoint_row`)."""
+    return (await lock_checkpoint_row(conn, name)).seq
 
 
 async def save_projection(

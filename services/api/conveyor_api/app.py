@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=10,
             timeout=timeout,
             statement_timeout_s=timeout,
+            custom_plans=True,
         )
 
         async def stop_signal(job_id: str) -> None:

@@ -54,6 +54,22 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
+_INSTANT = "RFC 3339 date-time with an offset, e.g. 2026-12-07T10:00:00Z"
+
+
+def rfc3339(value: str) -> datetime | None:
+    """``value`` as an aware datetime when it is an RFC 3339 date-time (a date, a time and an
+    offset); None otherwise."""
+    text = value.strip()
+    if len(text) < 20 or text[10] not in "Tt ":
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def _service(request: Request) -> JobService:
     service: JobService = request.app.state.service
     return service
@@ -129,8 +145,21 @@ async def list_jobs(
     type: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
     q: Annotated[
         str | None,
-        Query(max_length=200, pattern=PRINTABLE, description="id prefix or payload text"),
+        Query(
+            max_length=200,
+            pattern=PRINTABLE,
+            description="an id prefix, or text inside the payload or the error (at least three"
+            " letters or digits in a row; a shorter q matches id prefixes only)",
+        ),
     ] = None,
+    worker: Annotated[
+        str | None,
+        Query(max_length=200, pattern=PRINTABLE, description="worker of the current/last attempt"),
+    ] = None,
+    created_after: Annotated[str | None, Query(max_length=64, description=_INSTANT)] = None,
+    created_before: Annotated[str | None, Query(max_length=64, description=_INSTANT)] = None,
+    finished_after: Annotated[str | None, Query(max_length=64, description=_INSTANT)] = None,
+    finished_before: Annotated[str | None, Query(max_length=64, description=_INSTANT)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None,
@@ -156,7 +185,27 @@ async def list_jobs(
             f"cursor: {cursor!r} is not a cursor returned by this endpoint",
             [{"field": "cursor", "message": "invalid cursor", "value": cursor}],
         )
-    page = await _service(request).list_jobs(JobFilter(statuses, priority, type, q), limit, cursor)
+    times = {
+        "created_after": created_after,
+        "created_before": created_before,
+        "finished_after": finished_after,
+        "finished_before": finished_before,
+    }
+    instants: dict[str, datetime] = {}
+    for name, value in times.items():
+        if value is None:
+            continue
+        instant = rfc3339(value)
+        if instant is None:
+            return problem(
+                422,
+                f"{name}: {value[:64]!r} is not an RFC 3339 time with an offset,"
+                " e.g. 2026-12-07T10:00:00Z",
+                [{"field": name, "message": "RFC 3339 date-time with offset", "value": value}],
+            )
+        instants[name] = instant
+    flt = JobFilter(statuses, priority, type, q, worker, **instants)
+    page = await _service(request).list_jobs(flt, limit, cursor)
     out = JobList(items=[JobOut.of(s) for s in page.items], next_cursor=page.next_cursor)
     return Response(out.model_dump_json(), media_type="application/json")
 
