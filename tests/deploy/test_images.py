@@ -220,11 +220,28 @@ def test_compose_runs_the_system_in_order() -> None:
             "migrate": {"condition": "service_completed_successfully"},
         }
         env = service["environment"]
-        assert env["NATS_URL"] == "nats://nats:4222"
         assert env["DATABASE_URL"].startswith("postgresql://")
     assert "healthcheck" in services["nats"] and "healthcheck" in services["postgres"]
-    (config,) = [v for v in services["nats"]["volumes"] if v.endswith(":/etc/nats/nats.conf:ro")]
-    assert (ROOT / config.split(":")[0]).resolve() == ROOT / "deploy/nats/nats.conf"
+    mounts = dict(v.removesuffix(":ro").split(":") for v in services["nats"]["volumes"])
+    assert (ROOT / mounts["./deploy/nats/nats.conf"]).name == "nats.conf"
+    assert mounts["./deploy/nats/authorization.conf"] == "/etc/nats/authorization.conf"
+
+
+def test_compose_gives_each_service_its_own_nats_user() -> None:
+    """Each service's NATS_URL names its own user (migrate: admin) and the password variable
+    the nats service passes to nats-server for that user (deploy/nats/authorization.conf)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    server_env = services["nats"]["environment"]
+    users = {name: name for name in SERVICES} | {"migrate": "admin"}
+    assert set(server_env) == {f"CONVEYOR_NATS_{u.upper()}_PASSWORD" for u in users.values()}
+    authorization = (ROOT / "deploy/nats/authorization.conf").read_text()
+    for service, user in users.items():
+        variable = f"CONVEYOR_NATS_{user.upper()}_PASSWORD"
+        url = services[service]["environment"]["NATS_URL"]
+        match = re.fullmatch(r"nats://([a-z]+):\$\{([A-Z_]+):-([a-z-]+)\}@nats:4222", url)
+        assert match is not None, url
+        assert match.groups() == (user, variable, server_env[variable].split(":-")[1][:-1])
+        assert f'user: "{user}"\n      password: ${variable}\n' in authorization
 
 
 def test_compose_gives_the_worker_its_shutdown_grace() -> None:

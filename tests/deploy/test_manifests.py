@@ -21,6 +21,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
+from conveyor_bus.permissions import SERVICES
 from conveyor_bus.tokens import TokenSettings
 from conveyor_events import names
 from conveyor_worker.settings import Settings as WorkerSettings
@@ -380,3 +381,32 @@ def test_prod_reads_the_api_and_feed_tokens_from_a_mounted_secret() -> None:
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["tokens"]["secret"] == {"secretName": "conveyor-tokens"}
         assert mounts["tmp"] == "/tmp"  # the base's mount kept by the patch
+
+
+def test_each_service_logs_in_to_nats_as_its_own_user(tree: tuple[str, list[Doc]]) -> None:
+    """Each Deployment (and the migration Job, as admin) builds its NATS_URL from its own
+    user and the password of the Secret conveyor-nats-<user>, the one the NATS chart's values
+    give the server (deploy/nats/values.yaml); nothing else hands out a NATS_URL."""
+    _, docs = tree
+    values = yaml.safe_load((DEPLOY / "nats/values.yaml").read_text())
+    server = {
+        v["valueFrom"]["secretKeyRef"]["name"]: name
+        for name, v in values["container"]["env"].items()
+    }
+    assert "NATS_URL" not in only(docs, "ConfigMap", "conveyor-config")["data"]
+    seen = set()
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        user = "admin" if component == "migrate" else component
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        env = [e["name"] for e in container["env"]]
+        assert env.index("NATS_PASSWORD") < env.index("NATS_URL"), component  # $(...) order
+        secret = next(e for e in container["env"] if e["name"] == "NATS_PASSWORD")
+        ref = secret["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"conveyor-nats-{user}", "key": "password"}
+        assert server[ref["name"]] == f"CONVEYOR_NATS_{user.upper()}_PASSWORD"
+        assert env_of(container)["NATS_URL"] == f"nats://{user}:$(NATS_PASSWORD)@nats:4222"
+        seen.add(user)
+    assert seen == set(SERVICES)  # every user of the server is someone's

@@ -11,6 +11,7 @@ value it does not model, so a setting cannot be added to values.yaml without bei
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from conveyor_bus.permissions import SERVICES
 
 pytestmark = pytest.mark.deploy
 
@@ -43,8 +46,9 @@ CHART_DEFAULTS: dict[str, Any] = {
 }
 """The chart's values.yaml defaults under ``config`` for what the renderer models."""
 
-MODELLED_TOP_LEVEL = {"config", "podTemplate"}
-"""values.yaml sections: ``config`` is rendered; ``podTemplate`` shapes pods, not nats.conf."""
+MODELLED_TOP_LEVEL = {"config", "podTemplate", "container"}
+"""values.yaml sections: ``config`` is rendered; ``podTemplate`` and ``container`` (its
+``env``, checked apart) shape pods, not nats.conf."""
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any], path: str = "config") -> dict[str, Any]:
@@ -99,7 +103,18 @@ def render(values: dict[str, Any], ordinal: int) -> dict[str, Any]:
         else:
             block["max_file_store"] = 0
         conf["jetstream"] = {**block, **js["merge"]}
-    return {**conf, **c["merge"]}
+    return {**conf, **raw_values(c["merge"])}
+
+
+def raw_values(value: Any) -> Any:
+    """The chart writes a string ``<< x >>`` of ``merge`` as ``x``, unquoted."""
+    if isinstance(value, dict):
+        return {k: raw_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [raw_values(v) for v in value]
+    if isinstance(value, str) and value.startswith("<< ") and value.endswith(" >>"):
+        return Raw(value[3:-3])
+    return value
 
 
 def to_conf(conf: dict[str, Any]) -> str:
@@ -119,13 +134,18 @@ def _walk(value: Any) -> list[Any]:
     return [value]
 
 
-def nats_check(path: Path) -> subprocess.CompletedProcess[str]:
+PASSWORDS = {f"CONVEYOR_NATS_{user.upper()}_PASSWORD": f"pw-{user}" for user in SERVICES}
+"""The environment of a nats-server with Conveyor's users (deploy/nats/authorization.conf)."""
+
+
+def nats_check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(NATS_SERVER), "-t", "-c", str(path)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
     )
 
 
@@ -147,7 +167,7 @@ def test_the_chart_values_make_a_durable_three_server_cluster() -> None:
 def test_nats_server_accepts_the_config_the_chart_renders(ordinal: int, tmp_path: Path) -> None:
     path = tmp_path / "nats.conf"
     path.write_text(to_conf(render(chart_values(), ordinal)))
-    result = nats_check(path)
+    result = nats_check(path, PASSWORDS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -156,12 +176,34 @@ def test_nats_server_refuses_a_broken_rendering(tmp_path: Path) -> None:
     values["config"]["jetstream"]["merge"]["sync_interval"] = "sometimes"
     path = tmp_path / "nats.conf"
     path.write_text(to_conf(render(values, 0)))
-    result = nats_check(path)
+    result = nats_check(path, PASSWORDS)
     assert result.returncode != 0 and "sync_interval" in result.stdout + result.stderr
     values = chart_values()
     values["config"]["jetstream"]["merge"] = {"sync_intervall": "always"}
     path.write_text(to_conf(render(values, 0)))
-    assert nats_check(path).returncode != 0
+    assert nats_check(path, PASSWORDS).returncode != 0
+
+
+def test_the_chart_gives_each_service_its_own_user_from_a_secret(tmp_path: Path) -> None:
+    """The users are conveyor_bus.permissions.SERVICES, each password a raw reference to a
+    variable of the server's environment, which container.env takes from the Secret
+    conveyor-nats-<user> (key password) that the services' manifests read too; without the
+    variables nats-server refuses the configuration."""
+    values = chart_values()
+    users = render(values, 0)["authorization"]["users"]
+    assert [u["user"] for u in users] == list(SERVICES)
+    env = values["container"]["env"]
+    for user in users:
+        name = user["user"]
+        variable = f"CONVEYOR_NATS_{name.upper()}_PASSWORD"
+        assert user["permissions"] == SERVICES[name].config(), name
+        assert isinstance(user["password"], Raw) and user["password"] == f"${variable}"
+        secret = {"name": f"conveyor-nats-{name}", "key": "password"}
+        assert env[variable] == {"valueFrom": {"secretKeyRef": secret}}
+    assert set(env) == set(PASSWORDS)
+    path = tmp_path / "nats.conf"
+    path.write_text(to_conf(render(values, 0)))
+    assert nats_check(path).returncode != 0  # no passwords in its environment
 
 
 def test_the_renderer_refuses_values_it_does_not_model() -> None:
@@ -173,9 +215,13 @@ def test_the_renderer_refuses_values_it_does_not_model() -> None:
 
 def test_the_compose_config_is_accepted_and_durable(tmp_path: Path) -> None:
     text = (NATS / "nats.conf").read_text()
-    assert nats_check(NATS / "nats.conf").returncode == 0
+    result = nats_check(NATS / "nats.conf", PASSWORDS)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^\s*sync_interval:\s*always\s*$", text, re.M)
     assert re.search(r"^\s*store_dir:", text, re.M)
+    assert re.search(r"^include authorization\.conf$", text, re.M)  # a user per service
+    assert nats_check(NATS / "nats.conf").returncode != 0  # no passwords: no server
     broken = tmp_path / "nats.conf"
     broken.write_text(text.replace("sync_interval: always", "sync_interval: sometimes"))
-    assert nats_check(broken).returncode != 0
+    (tmp_path / "authorization.conf").write_text((NATS / "authorization.conf").read_text())
+    assert nats_check(broken, PASSWORDS).returncode != 0

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 import httpx
@@ -23,7 +24,8 @@ from websockets.typing import Origin
 
 from conveyor_bus import connect
 from conveyor_bus.runtime import EXIT_LAYOUT
-from conveyor_cli.dev.embedded import NatsServer, free_port
+from conveyor_cli.dev.embedded import NatsServer, children, free_port
+from conveyor_events import names
 from support.legacy import LegacyLog, write_legacy_log
 from support.sync import run_sync
 
@@ -188,12 +190,62 @@ def test_up_lets_in_only_who_has_the_credentials_file(data: Path) -> None:
         secrets = [entry["password"] for entry in json.loads(credentials.read_text()).values()]
         assert all(secrets) and not any(s in up.log.read_text() for s in secrets)
 
+        own = json.loads(credentials.read_text())["nats"]["services"]
+        assert set(own) == set(SERVICE_USERS)
+        passwords = [own[s]["password"] for s in SERVICE_USERS]
+        assert len(set(passwords + secrets)) == len(passwords) + len(secrets)
+        assert not any(p in up.log.read_text() for p in passwords)
+        assert service_logins(up) == {s: (s, own[s]["password"]) for s in SERVICE_USERS}
+        run_sync(_notifier_may_not_delete_the_log(up.ports["nats"], own["notifier"]))
+
         verified = conveyor(data, "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
         printed = conveyor(data, "env")
         assert printed.returncode == 0, printed.stderr
         assert f"@127.0.0.1:{up.ports['nats']}" in printed.stdout
         assert all(s in printed.stdout for s in secrets)
+
+
+SERVICE_USERS = ("api", "worker", "projector", "notifier")
+
+
+def service_logins(up: Up) -> dict[str, tuple[str, str]]:
+    """Each service process of ``up`` (its command, from /proc), and the NATS user and password
+    of the ``NATS_URL`` it was started with."""
+    assert up.proc is not None
+    found: dict[str, tuple[str, str]] = {}
+    for pid in children(up.proc.pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"conveyor_cli.main" not in argv:
+            continue  # nats-server, postgres
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        url = next(e for e in environ if e.startswith(b"NATS_URL=")).decode()
+        login = urlsplit(url.removeprefix("NATS_URL="))
+        assert login.username is not None and login.password is not None
+        login_of = (unquote(login.username), unquote(login.password))
+        service = argv[argv.index(b"conveyor_cli.main") + 1].decode()
+        assert found.setdefault(service, login_of) == login_of  # both workers: one user
+    return found
+
+
+async def _notifier_may_not_delete_the_log(nats_port: int, login: dict[str, str]) -> None:
+    """The notifier's user reads, and no more: deleting the log's stream is refused (a
+    permissions violation, so no answer), and the stream is still there."""
+    errors: list[str] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(str(e))
+
+    url = f"nats://{quote(login['user'])}:{quote(login['password'], safe='')}@127.0.0.1:{nats_port}"
+    nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False)
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.request(f"$JS.API.STREAM.DELETE.{names.STREAM}", b"", timeout=0.5)
+        assert any("permissions violation" in e.lower() for e in errors), errors
+        info = await nc.request(f"$JS.API.STREAM.INFO.{names.STREAM}", b"", timeout=5)
+        assert json.loads(info.data)["config"]["name"] == names.STREAM
+    finally:
+        await nc.close()
 
 
 async def _refused_without_password(nats_port: int, postgres_port: int) -> None:

@@ -104,8 +104,8 @@ def _seconds(text: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     command: str = args.command
-    if command in LOCAL_STACK:
-        stack.fill_env(os.environ)
+    if command in LOCAL_STACK:  # a service as its own NATS user, the others as the operator
+        stack.fill_env(os.environ, command if command in stack.NATS_SERVICES else None)
     if command == "api":
         from conveyor_api.main import main as api
 

@@ -4,7 +4,8 @@ Starts an embedded nats-server and PostgreSQL (data under ``.conveyor/``) unless
 ``NATS_URL`` / ``DATABASE_URL`` are set, each letting in only the holder of its password
 (``.conveyor/credentials.json``, see :mod:`conveyor_cli.stack`), runs the migrations, then
 runs api, notifier, projector and two workers as child processes, restarting any that
-dies, until Ctrl-C.
+dies, until Ctrl-C. On its own nats-server each service logs in as a user of its own, allowed
+only its subjects (:mod:`conveyor_bus.permissions`); ``migrate`` as the operator.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ class Service:
         self.started_at = time.monotonic()
 
 
-def services(workers: int, api_port: int, notifier_port: int) -> list[Service]:
+def services(
+    workers: int, api_port: int, notifier_port: int, nats: NatsServer | None = None
+) -> list[Service]:
+    """The child processes; on ``nats`` (ours, with a user per service) each service's
+    ``NATS_URL`` is its own user's."""
     notifier_url = f"ws://127.0.0.1:{notifier_port}/ws"
     found = [
         Service(
@@ -65,6 +70,9 @@ def services(workers: int, api_port: int, notifier_port: int) -> list[Service]:
     ]
     for n in range(1, workers + 1):
         found.append(Service(f"worker-{n}", ["worker"], {"CONVEYOR_WORKER_ID": f"local-{n}"}))
+    if nats is not None:
+        for svc in found:
+            svc.env["NATS_URL"] = nats.url_for(svc.args[0])
     return found
 
 
@@ -91,7 +99,12 @@ def up(
     try:
         credentials = stack.load_or_create(data_dir)
         if "NATS_URL" not in env:
-            nats = NatsServer(data_dir / "nats", nats_port, login=credentials.nats).start()
+            nats = NatsServer(
+                data_dir / "nats",
+                nats_port,
+                login=credentials.nats,
+                services=credentials.nats_services,
+            ).start()
             env["NATS_URL"] = nats.url
             print(f"nats-server   {redact(nats.url)} (store {nats.store_dir})", flush=True)
         if "DATABASE_URL" not in env:
@@ -112,7 +125,7 @@ def up(
         if migrated != 0:
             print(f"conveyor migrate exited with {migrated}: nothing started", flush=True)
             return migrated
-        running = services(workers, api_port, notifier_port)
+        running = services(workers, api_port, notifier_port, nats)
         for svc in running:
             svc.start(env)
         print(
