@@ -173,7 +173,7 @@ async def export(
     end = await windows.last_seq()
     span = Span(span.first, end if span.last is None else min(span.last, end))
     summary = Summary(span.first, span.last if span.last is not None else end)
-    async for batch in windows.read(window, span):
+    async for batch in windows.read(window, span, ahead=True):
         lines = bytearray()
         for m in batch:
             found = read_event(m.subject, m.data)

@@ -130,31 +130,36 @@ class LogWindows:
         return Span(first, last)
 
     async def read(
-        self, window: Window, span: Span, page: int = PAGE
+        self, window: Window, span: Span, page: int = PAGE, *, ahead: bool = False
     ) -> AsyncIterator[list[StoredMsg]]:
         """The messages on the window's subjects from ``span.first`` to ``span.last``, in
-        stream order, a batch at a time (at most ``page`` per subject held at once)."""
+        stream order, a batch at a time (at most ``page`` per subject held at once, twice
+        that with ``ahead``: each subject's next batch read while the caller works)."""
         if span.empty:
             return
-        sources = [_Source(self.getter, s, span, page) for s in window.subjects]
-        if len(sources) == 1:
-            source = sources[0]
+        sources = [_Source(self.getter, s, span, page, ahead) for s in window.subjects]
+        try:
+            if len(sources) == 1:
+                source = sources[0]
+                while True:
+                    await source.fill()
+                    if not source.buffer:
+                        return
+                    yield list(source.buffer)
+                    source.buffer.clear()
             while True:
-                await source.fill()
-                if not source.buffer:
+                await asyncio.gather(*(s.fill() for s in sources))
+                if not any(s.buffer for s in sources):
                     return
-                yield list(source.buffer)
-                source.buffer.clear()
-        while True:
-            await asyncio.gather(*(s.fill() for s in sources))
-            if not any(s.buffer for s in sources):
-                return
-            # every source still reading holds a batch: up to the smallest of their last
-            # sequences, no source can still bring an earlier message
-            open_ends = [s.buffer[-1].seq for s in sources if not s.done]
-            bound = min(open_ends) if open_ends else None
-            taken = [s.take(bound) for s in sources]
-            yield list(heapq.merge(*taken, key=lambda m: m.seq))
+                # every source still reading holds a batch: up to the smallest of their last
+                # sequences, no source can still bring an earlier message
+                open_ends = [s.buffer[-1].seq for s in sources if not s.done]
+                bound = min(open_ends) if open_ends else None
+                taken = [s.take(bound) for s in sources]
+                yield list(heapq.merge(*taken, key=lambda m: m.seq))
+        finally:
+            for source in sources:
+                source.close()
 
     async def stored_time(self, seq: int) -> datetime:
         """When the log stored the message at ``seq`` (its JetStream timestamp)."""
@@ -179,22 +184,31 @@ def parse_stamp(stamp: str) -> datetime:
 
 
 class _Source:
-    """One subject's messages in a span, a batch ahead."""
+    """One subject's messages in a span; with ``ahead``, the next batch asked for as soon as
+    one arrives, so it comes while the caller works on this one."""
 
-    def __init__(self, getter: DirectGetter, subject: str, span: Span, page: int) -> None:
+    def __init__(
+        self, getter: DirectGetter, subject: str, span: Span, page: int, ahead: bool
+    ) -> None:
         self.getter = getter
         self.subject = subject
         self.next = span.first
         self.last = span.last
         self.page = page
+        self.ahead = ahead
         self.buffer: deque[StoredMsg] = deque()
         self.done = False
+        self._next_batch: asyncio.Task[list[StoredMsg]] | None = None
+
+    def _fetch(self) -> asyncio.Task[list[StoredMsg]]:
+        request = {"seq": self.next, "next_by_subj": self.subject, "batch": self.page}
+        return asyncio.ensure_future(self.getter.batch(names.STREAM, request))
 
     async def fill(self) -> None:
         if self.done or self.buffer:
             return
-        request = {"seq": self.next, "next_by_subj": self.subject, "batch": self.page}
-        got = await self.getter.batch(names.STREAM, request)
+        task, self._next_batch = self._next_batch or self._fetch(), None
+        got = await task
         for m in got:
             if self.last is not None and m.seq > self.last:
                 self.done = True
@@ -206,6 +220,13 @@ class _Source:
             self.next = self.buffer[-1].seq + 1
             if self.last is not None and self.next > self.last:
                 self.done = True
+        if self.ahead and not self.done:
+            self._next_batch = self._fetch()
+
+    def close(self) -> None:
+        if self._next_batch is not None:
+            self._next_batch.cancel()
+            self._next_batch = None
 
     def take(self, bound: int | None) -> list[StoredMsg]:
         """The buffered messages up to ``bound`` (None: all)."""
