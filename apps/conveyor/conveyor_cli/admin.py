@@ -9,17 +9,17 @@ import sys
 import asyncpg
 from nats.aio.client import Client
 
-from conveyor_bus import DirectGetter, connect, ensure_topology
+from conveyor_bus import connect, ensure_topology
 from conveyor_bus.migrate import mark_migrated, migrate_layout, needs_migration
-from conveyor_bus.reader import last_event_sequence
 from conveyor_bus.runtime import EXIT_LAYOUT
 from conveyor_bus.settings import BusSettings
 from conveyor_bus.topology import LayoutError, check_layout
+from conveyor_cli.replay import Progress, replay_beside, replay_in_place
 from conveyor_cli.verify import Report, compare, verify
-from conveyor_db import create_pool, migrate, reset
+from conveyor_db import create_pool, migrate
+from conveyor_db.rebuild import RebuildError
 from conveyor_db.settings import DatabaseSettings
 from conveyor_events import names
-from conveyor_projector.projector import Projector
 
 __all__ = ["Report", "Settings", "compare", "replay", "run", "verify"]
 
@@ -28,13 +28,15 @@ class Settings(BusSettings, DatabaseSettings):
     """``conveyor migrate | replay | verify``: ``NATS_URL``, ``DATABASE_URL``, ``CONVEYOR_*``."""
 
 
-def run(command: str, *, wait_s: float | None = None) -> int:
-    """``wait_s``: ``verify --wait``."""
+def run(command: str, *, wait_s: float | None = None, in_place: bool = False) -> int:
+    """``wait_s``: ``verify --wait``; ``in_place``: ``replay --in-place``."""
     settings = Settings()
-    return asyncio.run(_main(command, settings, wait_s))
+    return asyncio.run(_main(command, settings, wait_s, in_place))
 
 
-async def _main(command: str, settings: Settings, wait_s: float | None = None) -> int:
+async def _main(
+    command: str, settings: Settings, wait_s: float | None = None, in_place: bool = False
+) -> int:
     nc = await connect(settings.nats_url, f"conveyor-{command}")
     try:
         if command == "migrate" and await needs_migration(nc):
@@ -59,6 +61,8 @@ async def _main(command: str, settings: Settings, wait_s: float | None = None) -
         if command == "migrate":
             print(f"topology ready; migrations applied: {', '.join(applied) or 'none needed'}")
             return 0
+        if command == "replay" and not in_place:
+            return await replay_beside_live(nc, settings.database_url)
         pool = await create_pool(settings.database_url, min_size=1, max_size=4, timeout=30)
         try:
             if command == "replay":
@@ -112,24 +116,33 @@ async def _migrate_layout(nc: Client, settings: Settings) -> None:
 
 
 async def replay(nc: Client, pool: asyncpg.Pool, *, quiet: bool = False) -> int:
-    """Empty the read model and rebuild it from the whole log."""
-    until = await last_event_sequence(DirectGetter(nc))
-    async with pool.acquire() as conn:
-        await reset(conn)
-    projector = Projector(nc, pool)
-    task = asyncio.create_task(projector.catch_up(until))
-    while not task.done():
-        await asyncio.wait({task}, timeout=0.2)
-        if not quiet:
-            done = projector.position / until if until else 1.0
-            bar = "#" * int(done * 30)
-            print(
-                f"\rreplaying [{bar:<30}] {projector.position}/{until}",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-    await task
+    """``conveyor replay --in-place``: empty the read model and rebuild it from the whole log
+    where it is."""
+    progress = Progress(bar=False if quiet else None)
+    try:
+        until = await replay_in_place(nc, pool, progress)
+    except RebuildError as e:
+        print(f"conveyor replay: {e}", file=sys.stderr)
+        return 1
     if not quiet:
-        print(f"\nread model rebuilt up to sequence {until}", file=sys.stderr)
+        progress.say(f"read model rebuilt in place up to sequence {until}")
+    return 0
+
+
+async def replay_beside_live(nc: Client, database_url: str) -> int:
+    """``conveyor replay``: rebuild the read model beside the live one, then switch to it."""
+    progress = Progress()
+    try:
+        done = await replay_beside(nc, database_url, progress)
+    except RebuildError as e:
+        progress.say(f"conveyor replay: {e}")
+        return 1
+    rate = done.events / done.seconds if done.seconds > 0 else 0.0
+    progress.say(
+        f"read model rebuilt up to sequence {done.switched.checkpoint} and switched in"
+        f" (the live projector was at {done.switched.live_checkpoint};"
+        f" {len(done.switched.tables)} tables: {', '.join(done.switched.tables)});"
+        f" {done.seconds:.1f}s, {rate:,.0f} events/s"
+        + (f", {done.tries} tries of the switch" if done.tries > 1 else "")
+    )
     return 0

@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("id")
         if name in ("show", "history"):
             s.add_argument("--json", action="store_true")
+        if name in ("stop", "restart", "delete"):
+            s.add_argument("--reason", help="why (at most 500 characters), recorded in the event")
+        if name == "show":
+            s.add_argument(
+                "--as-of",
+                metavar="TIME",
+                help="the job as it was at TIME (RFC 3339 with an offset, e.g."
+                " 2026-12-07T10:00:00Z), folded from the log; deleted jobs too",
+            )
 
     s = sub.add_parser("watch", help="follow the live event feed")
     s.add_argument("--job", dest="job_id")
@@ -78,7 +87,16 @@ def _parser() -> argparse.ArgumentParser:
 
     export.add_parser(sub)
     sub.add_parser("env", help="print the NATS_URL and DATABASE_URL of make up, for a shell")
-    sub.add_parser("replay", help="rebuild the read model from the event log")
+    s = sub.add_parser(
+        "replay",
+        help="rebuild the read model from the event log beside the live one, then switch to it",
+    )
+    s.add_argument(
+        "--in-place",
+        action="store_true",
+        help="empty the live read model and rebuild it where it is (reads see partial data"
+        " until it is done)",
+    )
     s = sub.add_parser("verify", help="compare the read model with a fold of the log")
     s.add_argument(
         "--wait",
@@ -152,7 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     elif command in ("migrate", "replay", "verify"):
         from conveyor_cli import admin
 
-        sys.exit(admin.run(command, wait_s=getattr(args, "wait", None)))
+        sys.exit(
+            admin.run(
+                command,
+                wait_s=getattr(args, "wait", None),
+                in_place=getattr(args, "in_place", False),
+            )
+        )
     elif command == "export":
         sys.exit(export.run(args))
     elif command == "schedule":

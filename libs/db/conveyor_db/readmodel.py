@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -19,6 +19,7 @@ from conveyor_db.rows import (
     to_columns,
 )
 from conveyor_db.search import JobFilter, list_query
+from conveyor_db.stats import KEEP, STATS_TABLES, StatsDelta, save_stats
 from conveyor_events import JobState
 
 _UPSERT = (
@@ -186,10 +187,40 @@ class ReadModel:
         return Page(items, next_cursor)
 
     async def counts(self) -> list[tuple[str, str, int]]:
+        """Jobs by status and priority, as the projector counts them (``job_counts``)."""
+        rows = await self._fetch("SELECT status, priority, n FROM job_counts WHERE n <> 0")
+        return [(r["status"], r["priority"], int(r["n"])) for r in rows]
+
+    async def oldest_pending(self, priorities: Sequence[str]) -> dict[str, datetime | None]:
+        """Per priority, since when its longest-waiting pending job waits (not counting jobs
+        whose run_at is still ahead): one probe of ``jobs_pending_since`` each."""
         rows = await self._fetch(
-            "SELECT status, priority, count(*) AS n FROM jobs GROUP BY status, priority"
+            "SELECT p AS priority, (SELECT GREATEST(updated_at, run_at) FROM jobs"
+            " WHERE status = 'pending' AND priority = p AND GREATEST(updated_at, run_at) <= now()"
+            " ORDER BY GREATEST(updated_at, run_at) LIMIT 1) AS since"
+            " FROM unnest($1::text[]) AS p",
+            list(priorities),
         )
-        return [(r["status"], r["priority"], r["n"]) for r in rows]
+        return {r["priority"]: r["since"] for r in rows}
+
+    async def outcomes_since(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        """(minute, completed|failed, jobs) of the minutes from ``since`` on."""
+        rows = await self._fetch(
+            "SELECT minute, outcome, n FROM job_outcomes WHERE minute >= $1", since
+        )
+        return [(r["minute"], r["outcome"], int(r["n"])) for r in rows]
+
+    async def run_times_since(self, since: datetime) -> dict[str, dict[int, int]]:
+        """Per type, the run-time histogram (bucket: jobs) of the minutes from ``since`` on."""
+        rows = await self._fetch(
+            "SELECT type, bucket, sum(n) AS n FROM job_run_times WHERE minute >= $1"
+            " GROUP BY type, bucket",
+            since,
+        )
+        out: dict[str, dict[int, int]] = {}
+        for r in rows:
+            out.setdefault(r["type"], {})[int(r["bucket"])] = int(r["n"])
+        return out
 
     async def completed_since(self, seconds: float) -> int:
         rows = await self._fetch(
@@ -306,6 +337,7 @@ async def save_projection(
     name: str = "projector",
     *,
     dead_letters: Sequence[DeadLetter] = (),
+    stats: StatsDelta | None = None,
 ) -> None:
     """Write changed rows, replace deleted jobs' rows by their tombstones, park dead letters
     and move the checkpoint (caller's transaction)."""
@@ -319,6 +351,8 @@ async def save_projection(
             " ON CONFLICT (id) DO NOTHING",
             [(t.id, t.seq, t.deleted_at) for t in deletes],
         )
+    if stats is not None:
+        await save_stats(conn, stats, datetime.now(UTC) - KEEP)
     await conn.execute(
         "UPDATE projector_checkpoint SET last_seq = $2 WHERE name = $1", name, last_seq
     )
@@ -328,5 +362,5 @@ async def reset(conn: asyncpg.Connection, name: str = "projector") -> None:
     """Empty the read model (rows and tombstones) and the dead letters and rewind the
     checkpoint (``conveyor replay``; the projector parks again what it still cannot apply)."""
     async with conn.transaction():
-        await conn.execute("TRUNCATE jobs, deleted_jobs, dead_letters")
+        await conn.execute(f"TRUNCATE jobs, deleted_jobs, dead_letters, {', '.join(STATS_TABLES)}")
         await conn.execute("DELETE FROM projector_checkpoint WHERE name = $1", name)

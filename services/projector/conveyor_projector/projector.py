@@ -26,9 +26,11 @@ from conveyor_db import (
     Tombstone,
     load_states,
     lock_checkpoint,
+    lock_checkpoint_row,
     save_dead_letters,
     save_projection,
 )
+from conveyor_db.rebuild import handover_lock
 from conveyor_events import AnyEvent, JobState, names
 from conveyor_events.poison import Poison, PoisonKind, poison, read_event
 from conveyor_projector.logread import read_range
@@ -79,7 +81,11 @@ class Projector:
         fetch_timeout_s: float = 1.0,
         metrics: ProjectorMetrics | None = None,
         cache_size: int = 20_000,
+        handover: bool = True,
     ) -> None:
+        """``handover``: each transaction first takes the handover lock (shared), so that
+        ``conveyor replay`` can switch the read model's tables between two of them (ADR 0018);
+        off for the projector that writes the rebuild itself."""
         self.nc = nc
         self.pool = pool
         self.batch_size = batch_size
@@ -96,6 +102,10 @@ class Projector:
         their tombstones are always read from the table."""
         self._getter = DirectGetter(nc)
         self._lag_measured_at = 0.0
+        self.handover = handover
+        self._table: int | None = None
+        """OID of the checkpoint's table at the last batch: another one means that
+        ``conveyor replay`` switched the tables, and the cache holds rows of the old ones."""
 
     async def checkpoint(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -173,7 +183,17 @@ class Projector:
     async def _apply(
         self, conn: asyncpg.Connection, msgs: list[StoredMsg], *, one_by_one: bool
     ) -> Applied:
-        checkpoint = await lock_checkpoint(conn)
+        if self.handover:
+            await handover_lock(conn)
+        locked = await lock_checkpoint_row(conn)
+        checkpoint = locked.seq
+        if locked.table != self._table:
+            if self._table is not None:
+                log.info(
+                    "the read model's tables were switched (conveyor replay) at %d", checkpoint
+                )
+            self._cache.clear()
+            self._table = locked.table
         if checkpoint < self.position:
             raise Rewound(checkpoint)
         if checkpoint != self.position:
@@ -269,6 +289,7 @@ async def _write(
         tombstones,
         last_seq,
         dead_letters=skipped,
+        stats=changes.stats,
     )
     return len(items) - len(skipped), skipped, states
 
