@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from conveyor_api import statsview
 from conveyor_api.auth import actor, principal
 from conveyor_api.ids import JOB_ID, is_job_id
 from conveyor_api.problems import problem
@@ -298,6 +299,7 @@ async def stats(request: Request) -> Stats:
     depth = await service.queue_depth()
     completed = await service.reads.completed_since(60)
     lag = await service.projector_lag()
+    now = datetime.now(UTC)
     metrics = request.app.state.metrics
     for priority, (pending, _) in depth.items():
         metrics.queue_depth.labels(priority).set(pending)
@@ -308,6 +310,9 @@ async def stats(request: Request) -> Stats:
         queue_depth={p: QueueDepth(pending=a, in_flight=b) for p, (a, b) in depth.items()},
         throughput={"completed_last_minute": completed, "per_second": round(completed / 60, 2)},
         projector_lag=lag,
+        oldest_pending_age_s=await statsview.oldest_pending_age_s(service.reads, now),
+        per_minute=await statsview.per_minute(service.reads, now),
+        run_time_s=await statsview.run_times(service.reads, now),
     )
 
 

@@ -236,6 +236,18 @@ class QueueDepth(BaseModel):
     in_flight: int
 
 
+class MinuteOutcomes(BaseModel):
+    minute: datetime = Field(description="the minute's start (UTC)")
+    completed: int
+    failed: int = Field(description="failed with no retry left")
+
+
+class RunTime(BaseModel):
+    count: int = Field(description="jobs of the type completed in the last hour")
+    p50_s: float = Field(description="median run time, to within 19 % (its bucket's top)")
+    p95_s: float
+
+
 class Stats(BaseModel):
     by_status: dict[str, int]
     by_priority: dict[str, int]
@@ -243,6 +255,16 @@ class Stats(BaseModel):
     queue_depth: dict[str, QueueDepth]
     throughput: dict[str, float]
     projector_lag: int
+    oldest_pending_age_s: dict[str, float | None] = Field(
+        description="per priority, how long its longest-waiting pending job has waited (since"
+        " it became pending, or its run_at); null when none waits"
+    )
+    per_minute: list[MinuteOutcomes] = Field(
+        description="the last 60 minutes, oldest first, the current one last"
+    )
+    run_time_s: dict[str, RunTime] = Field(
+        description="per type, run times of the jobs completed in the last hour"
+    )
 
 
 class Problem(BaseModel):

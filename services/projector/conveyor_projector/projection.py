@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
+from conveyor_db.stats import StatsDelta
 from conveyor_events import AnyEvent, IllegalEvent, JobState, step
 
 log = logging.getLogger("conveyor.projector")
@@ -18,6 +19,8 @@ class Changes:
     """Deleted jobs and the sequence of their ``job.deleted`` (their tombstones)."""
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """(seq, reason) of events that could not be applied: transitions the table forbids."""
+    stats: StatsDelta = field(default_factory=StatsDelta)
+    """What the applied events change in the statistics (``conveyor_db.stats``)."""
 
 
 def project(
@@ -30,12 +33,14 @@ def project(
     to the next, whatever follows its ``job.deleted`` is skipped wherever the batches end."""
     changes = Changes()
     for seq, event in events:
+        before = states.get(event.job_id)
         try:
-            state = step(states.get(event.job_id), event, seq=seq)
+            state = step(before, event, seq=seq)
         except IllegalEvent as e:
             changes.skipped.append((seq, str(e)))
             continue
         states[event.job_id] = state
+        changes.stats.track(before, state)
         if state.deleted:
             changes.upserts.pop(event.job_id, None)
             changes.deletes[event.job_id] = seq
