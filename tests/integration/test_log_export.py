@@ -275,6 +275,8 @@ async def test_events_filters_and_windows(api: httpx.AsyncClient, log: EventLog)
         ({"since": "2026-12-07T10:00:00"}, "since"),
         ({"type": "job.bogus"}, "type"),
         ({"type": ","}, "type"),
+        ({"type": "job.failed,"}, "type"),
+        ({"type": ""}, "type"),
         ({"since": "2026-12-07T11:00:00Z", "until": "2026-12-07T10:00:00Z"}, "since"),
         ({"limit": 0}, "limit"),
         ({"limit": 10_001}, "limit"),

@@ -76,11 +76,11 @@ async def log_events(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             errors.append((name, "needs a UTC offset (Z or +hh:mm)", value.isoformat()))
-    types = tuple(t.strip() for t in (types_ or "").split(",") if t.strip())
+    types = tuple(t.strip() for t in types_.split(",")) if types_ is not None else ()
     unknown = [t for t in types if t not in EVENT_TYPES]
-    if unknown or (types_ is not None and not types):
+    if unknown:
         allowed = ", ".join(EVENT_TYPES)
-        what = ", ".join(map(repr, unknown)) or "none"
+        what = ", ".join(map(repr, unknown))
         errors.append(("type", f"unknown event type {what}; known: {allowed}", types_))
     if not errors and since is not None and until is not None and since > until:
         errors.append(("since", "is after until", since.isoformat()))
