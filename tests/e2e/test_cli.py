@@ -42,16 +42,26 @@ def test_list_show_history_stop_restart_delete(system: System) -> None:
     shown = json.loads(system.conveyor("show", job_id, "--json").stdout)
     assert shown["priority"] == "high" and shown["status"] == "running"
 
-    assert system.conveyor("stop", job_id).returncode == 0
-    system.wait_for(job_id, "stopped")
+    assert system.conveyor("stop", job_id, "--reason", "wrong input").returncode == 0
+    stopped = system.wait_for(job_id, "stopped")
     refused = system.conveyor("stop", job_id)
     assert refused.returncode == 1 and "409" in refused.stderr and "stopped" in refused.stderr
     assert system.conveyor("restart", job_id).returncode == 0
     system.wait_for(job_id, "running", attempt=2)
     system.conveyor("stop", job_id)
     system.wait_for(job_id, "stopped")
-    assert system.conveyor("delete", job_id).returncode == 0
+    assert system.conveyor("delete", job_id, "--reason", "cleanup").returncode == 0
     system.wait_gone(job_id)
+    then = system.conveyor("show", job_id, "--as-of", stopped["finished_at"])
+    assert then.returncode == 0, then.stderr
+    assert "         status: stopped" in then.stdout.splitlines()
+    assert "      attempt 1: stopped" in then.stdout
+    table = system.conveyor("history", job_id).stdout.splitlines()
+    assert table[0].split()[:7] == ["SEQ", "AT", "TYPE", "WHO", "FROM", "REQUEST", "DETAILS"]
+    reasons = [line for line in table if 'reason: "' in line]
+    assert [line.split()[2] for line in reasons] == ["job.stop_requested", "job.deleted"]
+    assert "user:anonymous" in reasons[0] and "127.0.0.1" in reasons[0]
+    assert reasons[0].endswith('reason: "wrong input"')
 
     history = [
         json.loads(line)

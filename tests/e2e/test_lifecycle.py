@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -102,7 +103,6 @@ def test_stop_a_running_job_cancels_it_within_two_seconds(system: System) -> Non
     types = [e["type"] for e in history]
     assert types[-2:] == ["job.stop_requested", "job.stopped"]
     assert "job.completed" not in types
-    from datetime import datetime
 
     asked = datetime.fromisoformat(history[-2]["at"])
     done = datetime.fromisoformat(history[-1]["at"])
@@ -132,7 +132,36 @@ def test_a_failed_job_is_retried_then_fails_and_can_be_restarted(system: System)
     assert [f["data"]["retry"] for f in failures] == [True, False]
     assert failures[0]["data"]["retry_at"] is not None
     assert system.http.post(f"/api/v1/jobs/{job['id']}/restart").status_code == 202
-    system.wait_for(job["id"], "failed", attempt=4)
+    done = system.wait_for(job["id"], "failed", attempt=4)
+    # why four attempts: a handler error, the operator's restart, a handler error again
+    assert [(a["attempt"], a["outcome"], a["next_cause"]) for a in done["attempts"]] == [
+        (1, "failed", "handler_error"),
+        (2, "failed", "operator_restart"),
+        (3, "failed", "handler_error"),
+        (4, "failed", None),
+    ]
+    assert all(a["error"]["type"] == "JobFailed" for a in done["attempts"])
+    assert all(a["worker_id"] and a["started_at"] <= a["finished_at"] for a in done["attempts"])
+    assert done["seq"] == system.events(job["id"])[-1]["seq"]
+    assert done["actions"] == ["restart", "delete"]
+    row = system.wait_projected(job["id"], "failed")  # the read model keeps them too
+    assert (row["attempts"], row["seq"], row["actions"]) == (
+        done["attempts"],
+        done["seq"],
+        done["actions"],
+    )
+
+
+def test_attempts_that_time_out_are_told_from_handler_errors(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 30, "steps": 1}, timeout_s=0.3, max_attempts=2)
+    failed = system.wait_for(job["id"], "failed", attempt=2)
+    assert [(a["outcome"], a["error"]["type"], a["next_cause"]) for a in failed["attempts"]] == [
+        ("failed", "Timeout", "timeout"),
+        ("failed", "Timeout", None),
+    ]
+    causes = [e["data"]["cause"] for e in system.events(job["id"]) if e["type"] == "job.failed"]
+    assert causes == ["timeout", "timeout"]
+    assert failed["actions"] == ["restart", "delete"]
 
 
 @pytest.mark.parametrize(
@@ -269,3 +298,131 @@ def test_progress_is_coalesced_and_the_last_value_written(system: System) -> Non
     assert 2 <= len(progressed) <= 7, len(progressed)
     assert progressed[-1]["data"]["progress"] == 100.0
     assert progressed[-1]["data"]["message"] == "step 200/200"
+
+
+FAR = "2999-01-01T00:00:00Z"
+
+
+def test_operator_events_record_who_from_where_and_why(system: System) -> None:
+    """Auth off: the principal is anonymous; each write's request id (given or made) and
+    client address go into its event, with the reason given in the body."""
+    created = system.http.post(
+        "/api/v1/jobs",
+        json={"type": "sleep", "payload": {"seconds": 30}, "run_at": FAR},
+        headers={"X-Request-Id": "sub-1"},
+    )
+    job_id = created.json()["id"]
+    assert created.json()["actions"] == ["stop"]
+    stop = system.http.post(
+        f"/api/v1/jobs/{job_id}/stop",
+        json={"reason": "  wrong input file  "},
+        headers={"X-Request-Id": "stop-1"},
+    )
+    assert stop.status_code == 202 and stop.json()["actions"] == ["restart", "delete"]
+    restart = system.http.post(f"/api/v1/jobs/{job_id}/restart", json={"reason": "fixed"})
+    assert restart.status_code == 202
+    system.wait_for(job_id, "running")
+    second_stop = system.http.post(f"/api/v1/jobs/{job_id}/stop")  # no body: no reason
+    system.wait_for(job_id, "stopped")
+    deleted = system.http.request(
+        "DELETE", f"/api/v1/jobs/{job_id}", json={"reason": "GDPR request 17"}
+    )
+    assert deleted.status_code == 204
+
+    events = system.events(job_id)
+    by_users = [e for e in events if e["actor"].startswith("user:")]
+    audit = [
+        (e["type"], e["actor"], e["data"]["reason"], e["data"]["request_id"]) for e in by_users
+    ]
+    assert audit == [
+        ("job.submitted", "user:anonymous", None, "sub-1"),
+        ("job.stopped", "user:anonymous", "wrong input file", "stop-1"),
+        ("job.restarted", "user:anonymous", "fixed", restart.headers["x-request-id"]),
+        ("job.stop_requested", "user:anonymous", None, second_stop.headers["x-request-id"]),
+        ("job.deleted", "user:anonymous", "GDPR request 17", deleted.headers["x-request-id"]),
+    ]
+    assert {e["data"]["client_address"] for e in by_users} == {"127.0.0.1"}
+    # the worker's events name the worker and the attempt
+    by_workers = [e for e in events if not e["actor"].startswith("user:")]
+    assert [e["type"] for e in by_workers] == ["job.started", "job.stopped"]
+    worker = by_workers[0]["data"]["worker_id"]
+    assert {e["actor"] for e in by_workers} == {f"worker:{worker}"}
+    assert [e["data"]["attempt"] for e in by_workers] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": "x" * 501}, "reason"),
+        ({"reason": 7}, "reason"),
+        ({"reason": "   "}, "reason"),
+        ({"reason": "a\x00b"}, "reason"),
+        ({"why": "typo"}, "why"),
+        (["reason"], "body"),
+    ],
+)
+def test_a_bad_reason_is_422_naming_the_field_and_writes_nothing(
+    system: System, body: object, field: str
+) -> None:
+    job = system.submit("noop", run_at=FAR)
+    for method, action in (("POST", "stop"), ("POST", "restart"), ("DELETE", "")):
+        path = f"/api/v1/jobs/{job['id']}" + (f"/{action}" if action else "")
+        response = system.http.request(method, path, json=body)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert [e["type"] for e in system.events(job["id"])] == ["job.submitted"]
+    system.http.post(f"/api/v1/jobs/{job['id']}/stop")
+
+
+def test_as_of_folds_the_history_up_to_that_instant(system: System) -> None:
+    job = system.submit("sleep", payload={"seconds": 0, "steps": 1, "fail": True})
+    job_id = job["id"]
+    system.wait_for(job_id, "failed")
+    system.http.post(f"/api/v1/jobs/{job_id}/restart", json={"reason": "retry by hand"})
+    system.wait_for(job_id, "failed", attempt=2)
+    assert system.http.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    events = system.events(job_id)
+    assert system.job(job_id).status_code == 404
+
+    def as_of(instant: datetime) -> Any:
+        return system.http.get(f"/api/v1/jobs/{job_id}", params={"as_of": instant.isoformat()})
+
+    instants = [datetime.fromisoformat(e["at"]) for e in events]
+    for n, (event, instant) in enumerate(zip(events, instants, strict=True)):
+        if event["type"] == "job.deleted":
+            gone = as_of(instant)
+            assert gone.status_code == 404 and "deleted" in gone.json()["detail"]
+            continue
+        then = as_of(instant)
+        assert then.status_code == 200, then.text
+        assert (then.json()["version"], then.json()["seq"]) == (n + 1, event["seq"])
+        if n > 0 and instants[n - 1] < instant - timedelta(microseconds=1):
+            before = as_of(instant - timedelta(microseconds=1)).json()
+            assert before["seq"] == events[n - 1]["seq"]  # the transition not yet made
+    before_delete = as_of(instants[-1] - timedelta(microseconds=1)).json()
+    assert before_delete["status"] == "failed" and before_delete["actions"] == [
+        "restart",
+        "delete",
+    ]
+    assert [a["next_cause"] for a in before_delete["attempts"]] == ["operator_restart", None]
+    early = as_of(instants[0] - timedelta(seconds=1))
+    assert early.status_code == 404 and "did not exist" in early.json()["detail"]
+    # an offset other than UTC, and a "+" that the query turned into a space
+    plus_one = (instants[-1] - timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=1)))
+    unescaped = f"/api/v1/jobs/{job_id}?as_of={plus_one.isoformat()}"
+    assert system.http.get(unescaped).json()["status"] == "failed"
+    assert system.http.get(f"/api/v1/jobs/01UNKNOWN0000000000000000?as_of={FAR}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-12-07T10:00:00", "2026-12-07", "yesterday", "1700000000", "2026-13-01T00:00:00Z"],
+)
+def test_a_malformed_or_naive_as_of_is_422_naming_it(system: System, value: str) -> None:
+    job = system.submit("noop", run_at=FAR)
+    response = system.http.get(f"/api/v1/jobs/{job['id']}", params={"as_of": value})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "as_of"
+    assert "as_of" in response.json()["detail"]
+    system.http.post(f"/api/v1/jobs/{job['id']}/stop")

@@ -61,6 +61,47 @@ def _line(job: dict[str, Any]) -> str:
     )
 
 
+def _details(job: dict[str, Any]) -> str:
+    """``conveyor show``: one field a line, then one line per attempt."""
+    lines = [
+        f"{k:>15}: {json.dumps(v) if isinstance(v, dict | list) else v}"
+        for k, v in job.items()
+        if k != "attempts"
+    ]
+    for a in job.get("attempts", []):
+        error = f"  {a['error']['type']}: {a['error']['message']}" if a.get("error") else ""
+        then = f"  -> {a['next_cause']}" if a.get("next_cause") else ""
+        lines.append(
+            f"{'attempt ' + str(a['attempt']):>15}: {a['outcome']:<9} {a['worker_id'] or '-'}"
+            f"  {a['started_at'] or '-'} .. {a['finished_at'] or '-'}{error}{then}"
+        )
+    return "\n".join(lines)
+
+
+OPERATOR_FIELDS = ("reason", "request_id", "client_address")
+"""What an operator event's data says beside its actor: shown in columns of their own."""
+HISTORY_HEADER = (
+    f"{'SEQ':>8}  {'AT':<27} {'TYPE':<18} {'WHO':<24} {'FROM':<15} {'REQUEST':<16} DETAILS"
+)
+
+
+def _history_line(ev: dict[str, Any]) -> str:
+    """One event of ``conveyor history``: sequence, time, type, who (the actor: the
+    principal or the worker), the client's address, the request id, then the reason and the
+    rest of the data."""
+    data = dict(ev.get("data") or {})
+    reason, request_id, client = (data.pop(k, None) for k in OPERATOR_FIELDS)
+    details = json.dumps(data) if data else ""
+    if reason:
+        details = f"reason: {json.dumps(reason, ensure_ascii=False)}" + (
+            f"  {details}" if details else ""
+        )
+    return (
+        f"{ev['seq']:>8}  {ev['at']:<27} {ev['type']:<18} {ev['actor']:<24} {client or '-':<15}"
+        f" {request_id or '-':<16} {details}"
+    ).rstrip()
+
+
 def _bar(percent: float, message: str | None, status: str) -> str:
     filled = int(percent / 100 * 30)
     return f"\r[{'#' * filled}{'-' * (30 - filled)}] {percent:5.1f}% {status:<9} {message or ''}"
@@ -195,32 +236,28 @@ def _run(command: str, args: argparse.Namespace) -> int:
                 print(_line(job))
         return 0
     if command == "show":
-        job = _request("GET", f"/jobs/{args.id}").json()
-        print(
-            json.dumps(job, indent=2)
-            if args.json
-            else "\n".join(
-                f"{k:>15}: {json.dumps(v) if isinstance(v, dict | list) else v}"
-                for k, v in job.items()
-            )
-        )
+        params = {"as_of": args.as_of} if args.as_of is not None else {}
+        job = _request("GET", f"/jobs/{args.id}", params=params).json()
+        print(json.dumps(job, indent=2) if args.json else _details(job))
         return 0
     if command in ("stop", "restart"):
-        job = _request("POST", f"/jobs/{args.id}/{command}").json()
+        reason = {"reason": args.reason} if args.reason is not None else None
+        job = _request("POST", f"/jobs/{args.id}/{command}", json=reason).json()
         print(_line(job))
         return 0
     if command == "delete":
-        _request("DELETE", f"/jobs/{args.id}")
+        reason = {"reason": args.reason} if args.reason is not None else None
+        _request("DELETE", f"/jobs/{args.id}", json=reason)
         print(f"deleted {args.id}")
         return 0
     if command == "history":
+        if args.json:
+            for ev in _history(args.id):
+                print(json.dumps(ev))
+            return 0
+        print(HISTORY_HEADER)
         for ev in _history(args.id):
-            print(
-                json.dumps(ev)
-                if args.json
-                else f"{ev['seq']:>8}  {ev['at']}  {ev['type']:<20} {ev['actor']:<28} "
-                f"{json.dumps(ev['data'])}"
-            )
+            print(_history_line(ev))
         return 0
     if command == "watch":
         for event in feed(args.job_id, args.since):

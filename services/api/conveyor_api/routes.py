@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from conveyor_api import statsview
+from conveyor_api.audit import ReasonIn, origin, parse_instant
 from conveyor_api.auth import actor, principal
 from conveyor_api.ids import JOB_ID, is_job_id
 from conveyor_api.problems import problem
@@ -101,7 +102,9 @@ async def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     request.app.state.submits.admit(principal(request).name)
-    submitted = await _service(request).submit(body, actor(request), idempotency_key)
+    submitted = await _service(request).submit(
+        body, actor(request), idempotency_key, client_address=origin(request)["client_address"]
+    )
     job = JobOut.of(submitted.state)
     if submitted.created:
         request.app.state.metrics.submitted.labels(job.type, job.priority).inc()
@@ -127,7 +130,9 @@ async def submit_batch(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     request.app.state.submits.admit(principal(request).name, len(body.jobs))
-    batch = await _service(request).submit_batch(body.jobs, actor(request), idempotency_key)
+    batch = await _service(request).submit_batch(
+        body.jobs, actor(request), idempotency_key, client_address=origin(request)["client_address"]
+    )
     counter = request.app.state.metrics.submitted
     for s in batch.created:
         counter.labels(s.type, s.priority).inc()
@@ -212,8 +217,30 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, summary="One job")
-async def get_job(job_id: str, request: Request) -> Response:
-    return _json(JobOut.of(await _service(request).get(job_id)), 200)
+async def get_job(
+    job_id: str,
+    request: Request,
+    as_of: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="an RFC 3339 date-time with an offset: the job as it was then, folded"
+            " from the log (a deleted job's too, before its delete)",
+            examples=["2026-12-07T10:00:00Z"],
+        ),
+    ] = None,
+) -> Response:
+    if as_of is None:
+        return _json(JobOut.of(await _service(request).get(job_id)), 200)
+    try:
+        when = parse_instant(as_of)
+    except ValueError as e:
+        return problem(
+            422,
+            f"as_of: {as_of!r} {e}",
+            [{"field": "as_of", "message": str(e), "value": as_of}],
+        )
+    return _json(JobOut.of(await _service(request).as_of(job_id, when)), 200)
 
 
 @router.get(
@@ -261,8 +288,9 @@ def _data(event: object) -> dict[str, object]:
     responses=_ERRORS,
     summary="Stop a pending or running job",
 )
-async def stop_job(job_id: str, request: Request) -> Response:
-    return _json(JobOut.of(await _service(request).stop(job_id, actor(request))), 202)
+async def stop_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
+    state = await _service(request).stop(job_id, **origin(request, body))
+    return _json(JobOut.of(state), 202)
 
 
 @router.post(
@@ -272,8 +300,9 @@ async def stop_job(job_id: str, request: Request) -> Response:
     responses=_ERRORS,
     summary="Restart a failed or stopped job",
 )
-async def restart_job(job_id: str, request: Request) -> Response:
-    return _json(JobOut.of(await _service(request).restart(job_id, actor(request))), 202)
+async def restart_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
+    state = await _service(request).restart(job_id, **origin(request, body))
+    return _json(JobOut.of(state), 202)
 
 
 @router.delete(
@@ -282,8 +311,8 @@ async def restart_job(job_id: str, request: Request) -> Response:
     responses=_ERRORS,
     summary="Delete a finished job (its history stays in the log)",
 )
-async def delete_job(job_id: str, request: Request) -> Response:
-    await _service(request).delete(job_id, actor(request))
+async def delete_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
+    await _service(request).delete(job_id, **origin(request, body))
     return Response(status_code=204)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
-from conveyor_api.tracing import current_trace
+from conveyor_api.tracing import current_request_id, current_trace
 from conveyor_api.types import TypeCatalog
 from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.reader import event_lag
@@ -31,6 +31,7 @@ from conveyor_events import (
     StoredEvent,
     SubmitJob,
     TooManyConflicts,
+    evolve,
 )
 
 
@@ -81,6 +82,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _stamp(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _retrieve(task: asyncio.Future[int]) -> None:
     """Done callback of an abandoned log read: its error is not news."""
     if not task.cancelled():
@@ -108,7 +113,9 @@ class JobService:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _command(self, spec: JobIn, actor: str, now: datetime) -> SubmitJob:
+    async def _command(
+        self, spec: JobIn, actor: str, now: datetime, client_address: str | None = None
+    ) -> SubmitJob:
         """The submission of ``spec``: its type checked, what it leaves out taken from the
         type's defaults, then from the API's."""
         resolved = await self.types.resolve(spec.type, spec.payload)
@@ -130,10 +137,19 @@ class JobService:
             max_attempts=pick("max_attempts", 1),
             timeout_s=pick("timeout_s", None),
             run_at=spec.run_at,
+            request_id=current_request_id(),
+            client_address=client_address,
         )
 
-    async def submit(self, spec: JobIn, actor: str, idempotency_key: str | None) -> Submitted:
-        command = await self._command(spec, actor, _now())
+    async def submit(
+        self,
+        spec: JobIn,
+        actor: str,
+        idempotency_key: str | None,
+        *,
+        client_address: str | None = None,
+    ) -> Submitted:
+        command = await self._command(spec, actor, _now(), client_address)
         if idempotency_key is not None:
             existing = await self._idempotent(idempotency_key)
             if existing is not None:
@@ -160,7 +176,12 @@ class JobService:
         return loaded.state
 
     async def submit_batch(
-        self, specs: list[JobIn], actor: str, idempotency_key: str | None = None
+        self,
+        specs: list[JobIn],
+        actor: str,
+        idempotency_key: str | None = None,
+        *,
+        client_address: str | None = None,
     ) -> SubmittedBatch:
         """All jobs are validated before any is written; every bad one is reported.
 
@@ -172,7 +193,7 @@ class JobService:
         commands, errors = [], []
         for index, spec in enumerate(specs):
             try:
-                commands.append(await self._command(spec, actor, now))
+                commands.append(await self._command(spec, actor, now, client_address))
             except InvalidPayload as e:
                 errors.append((f"jobs.{index}.{e.field}", f"jobs.{index}.{e}"))
         if errors:
@@ -208,17 +229,67 @@ class JobService:
             by_index[n] = got.state
         return SubmittedBatch([by_index[n] for n in range(len(commands))], list(written.values()))
 
-    async def stop(self, job_id: str, actor: str) -> JobState:
-        outcome = await self._execute(StopJob(job_id=job_id, now=_now(), actor=actor))
+    async def stop(
+        self,
+        job_id: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+        client_address: str | None = None,
+    ) -> JobState:
+        """Stop the job; ``reason``, ``request_id`` and ``client_address`` are recorded in
+        its event (as for :meth:`restart` and :meth:`delete`)."""
+        command = StopJob(
+            job_id=job_id,
+            now=_now(),
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+            client_address=client_address,
+        )
+        outcome = await self._execute(command)
         if outcome.state.stop_requested:
             await self._stop_signal(job_id)
         return outcome.state
 
-    async def restart(self, job_id: str, actor: str) -> JobState:
-        return (await self._execute(RestartJob(job_id=job_id, now=_now(), actor=actor))).state
+    async def restart(
+        self,
+        job_id: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+        client_address: str | None = None,
+    ) -> JobState:
+        command = RestartJob(
+            job_id=job_id,
+            now=_now(),
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+            client_address=client_address,
+        )
+        return (await self._execute(command)).state
 
-    async def delete(self, job_id: str, actor: str) -> None:
-        await self._execute(DeleteJob(job_id=job_id, now=_now(), actor=actor))
+    async def delete(
+        self,
+        job_id: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+        client_address: str | None = None,
+    ) -> None:
+        command = DeleteJob(
+            job_id=job_id,
+            now=_now(),
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+            client_address=client_address,
+        )
+        await self._execute(command)
 
     async def _execute(self, command: AnyCommand) -> Outcome:
         if not is_job_id(command.job_id):
@@ -276,6 +347,35 @@ class JobService:
             return row.state
         state = loaded.state
         return None if state is None or state.deleted else state
+
+    async def as_of(self, job_id: str, when: datetime) -> JobState:
+        """The job as it was at ``when``: its history from the log (a deleted job's too),
+        folded up to the first event written after ``when``. The log's order is the job's
+        order, so the state is always one the job really had, even if a writer's clock ran
+        behind another's. JobNotFound when the job is unknown, was not yet submitted then, or
+        was deleted by then."""
+        if not is_job_id(job_id):
+            raise JobNotFound(f"job {job_id} not found")
+        state: JobState | None = None
+        history = await self.store.history(job_id)
+        if not history:
+            raise JobNotFound(f"job {job_id} not found")
+        for stored in history:
+            if stored.event.at > when:
+                break
+            state = evolve(state, stored.event, seq=stored.seq)
+        stamp = _stamp(when)
+        if state is None:
+            submitted = _stamp(history[0].event.at)
+            raise JobNotFound(
+                f"job {job_id} did not exist at {stamp}: it was submitted {submitted}"
+            )
+        if state.deleted:
+            raise JobNotFound(
+                f"job {job_id} was deleted at {_stamp(state.updated_at)}"
+                f", before {stamp}; its history: GET /api/v1/jobs/{job_id}/events"
+            )
+        return state
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         return await self.reads.list_jobs(flt, limit, cursor)

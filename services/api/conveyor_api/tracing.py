@@ -26,6 +26,12 @@ def current_trace() -> str | None:
     return logs.traceparent.get()
 
 
+def current_request_id() -> str | None:
+    """The request's id (``X-Request-Id``), which its events record (None outside a
+    request)."""
+    return logs.request_id.get() or None
+
+
 class TraceContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
