@@ -88,6 +88,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # pages.py serves /docs from vendored files; ReDoc is not served
         redoc_url=None,
+        # the request's span is TraceContext's (conveyor_bus.spans, off unless OTEL_* ask),
+        # not FastAPI's own, which would start a second server span beside it
+        telemetry={"tracing": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -7,6 +7,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from conveyor_api.app import create_app
 from conveyor_api.settings import DEPRECATED, Settings
+from conveyor_bus import spans
 from conveyor_bus.runtime import configure_logging
 from conveyor_bus.settings import warn_deprecated
 
@@ -15,6 +16,10 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     warn_deprecated(DEPRECATED)
+    try:
+        spans.configure("conveyor-api")  # off unless OTEL_* variables name an exporter
+    except spans.TracingConfigError as e:
+        raise SystemExit(f"conveyor api: {e}") from None
     json_lines = settings.log_format == "json"
     uvicorn.run(
         create_app(settings),

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
-from conveyor_api.tracing import current_request_id, current_trace
+from conveyor_api.tracing import current_request_id, publishing
 from conveyor_api.types import TypeCatalog
 from conveyor_bus import BusError, JetStreamEventStore
 from conveyor_bus.reader import event_lag
@@ -155,9 +155,8 @@ class JobService:
             if existing is not None:
                 return Submitted(existing, created=False)
         try:
-            [outcome] = await self.commands.submit(
-                [command], [idempotency_key], trace=current_trace()
-            )
+            with publishing(1, command.job_id) as trace:
+                [outcome] = await self.commands.submit([command], [idempotency_key], trace=trace)
         except ConcurrencyConflict:
             # Another request with the same key won the race (the job id is new, so the
             # idempotency record is the only subject that can conflict).
@@ -199,7 +198,8 @@ class JobService:
         if errors:
             raise InvalidBatch(errors)
         if idempotency_key is None:
-            outcomes = await self.commands.submit(commands, trace=current_trace())
+            with publishing(len(commands)) as trace:
+                outcomes = await self.commands.submit(commands, trace=trace)
             states = [o.state for o in outcomes]
             return SubmittedBatch(states, created=states)
         keys = [batch_item_key(idempotency_key, n) for n in range(len(commands))]
@@ -210,11 +210,10 @@ class JobService:
             if not missing:
                 break
             try:
-                outcomes = await self.commands.submit(
-                    [commands[n] for n in missing],
-                    [keys[n] for n in missing],
-                    trace=current_trace(),
-                )
+                with publishing(len(missing)) as trace:
+                    outcomes = await self.commands.submit(
+                        [commands[n] for n in missing], [keys[n] for n in missing], trace=trace
+                    )
             except ConcurrencyConflict:
                 continue  # a concurrent retry wrote some of them first: look again
             written = {n: o.state for n, o in zip(missing, outcomes, strict=True)}

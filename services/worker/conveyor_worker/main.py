@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from conveyor_bus import spans
 from conveyor_bus.runtime import bootstrap, configure_logging, run, stop_on_signals
 from conveyor_worker.loading import JobModuleError, load_types
 from conveyor_worker.settings import Settings
@@ -37,8 +38,9 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
+        spans.configure("conveyor-worker")  # off unless OTEL_* variables name an exporter
         run(serve(settings))
-    except JobModuleError as e:
+    except (JobModuleError, spans.TracingConfigError) as e:
         raise SystemExit(f"conveyor worker: {e}") from None
 
 

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 import conveyor
-from conveyor_bus import BusError, JetStreamEventStore, logs, tracecontext
+from conveyor_bus import BusError, JetStreamEventStore, logs, spans
 from conveyor_bus.acks import ack_info
 from conveyor_bus.appender import BatchAppender
 from conveyor_bus.types import publish_types
@@ -56,6 +56,13 @@ from conveyor_worker.support import clean_text, jsonable, retry_delays, utc_now
 from conveyor_worker.watching import Watching
 
 log = logging.getLogger("conveyor.worker")
+
+RUN_SPAN: dict[str, spans.Attribute] = {
+    "messaging.system": "nats",
+    "messaging.operation.type": "process",
+    "messaging.destination.template": "conveyor.job.{job_id}.submitted",
+}
+"""The attributes of every run span (the job id and attempt are added once known)."""
 
 _TRACEBACK_LIMIT = 8_000
 _TIMEOUT_MARGIN_S = 5.0
@@ -192,11 +199,18 @@ class Worker(Watching):
     # -- one attempt ---------------------------------------------------------------------
 
     async def _attempt(self, msg: Msg) -> None:
-        """One delivery, in a task of its own: its log lines carry its trace context, and
-        its job and attempt once known."""
+        """One delivery, in a task of its own and in its run span (a consumer span, child of
+        the trace context its message carries, when OpenTelemetry spans are on): its log
+        lines carry that trace context, and its job and attempt once known."""
         trace = (msg.headers or {}).get(names.HEADER_TRACEPARENT)
-        if trace is not None:
-            logs.traceparent.set(tracecontext.child(trace))
+        with spans.span("process job", "consumer", remote=trace, attributes=RUN_SPAN) as span:
+            if span.traceparent is not None:
+                logs.traceparent.set(span.traceparent)
+            await self._delivery(msg)
+            span.set("conveyor.job_id", logs.job_id.get())
+            span.set("conveyor.attempt", logs.attempt.get())
+
+    async def _delivery(self, msg: Msg) -> None:
         try:
             job = await self._begin(msg)
             if job is not None:
