@@ -173,15 +173,22 @@ def test_an_operate_token_acts_and_the_events_name_it(system: System) -> None:
         submitted = alice.post("/api/v1/jobs", json={"type": "noop", "run_at": FAR})
         assert submitted.status_code == 201, submitted.text
         job_id = submitted.json()["id"]
-        stopped = alice.post(f"/api/v1/jobs/{job_id}/stop")
+        stopped = alice.post(
+            f"/api/v1/jobs/{job_id}/stop",
+            json={"reason": "duplicate of another job"},
+            headers={"X-Request-Id": "alice-stop-1"},
+        )
         assert stopped.status_code == 202 and stopped.json()["status"] == "stopped"
-        assert alice.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+        assert alice.request("DELETE", f"/api/v1/jobs/{job_id}", json={}).status_code == 204
         events = alice.get(f"/api/v1/jobs/{job_id}/events").json()["items"]
-    assert [(e["type"], e["actor"]) for e in events] == [
-        ("job.submitted", "user:alice"),
-        ("job.stopped", "user:alice"),
-        ("job.deleted", "user:alice"),
+    assert [(e["type"], e["actor"], e["data"]["reason"]) for e in events] == [
+        ("job.submitted", "user:alice", None),
+        ("job.stopped", "user:alice", "duplicate of another job"),
+        ("job.deleted", "user:alice", None),
     ]
+    assert events[1]["data"]["request_id"] == "alice-stop-1"
+    assert all(e["data"]["client_address"] == "127.0.0.1" for e in events)
+    assert all(e["data"]["request_id"] for e in events)
     with client(system, BULK) as bulk:  # a token of the file
         created = bulk.post("/api/v1/jobs", json={"type": "noop"})
         assert created.status_code == 201, created.text

@@ -42,6 +42,16 @@ def test_sigkilled_worker_job_is_redelivered_and_completes_once(crash_system: Sy
     started = [e for e in history if e["type"] == "job.started"]
     assert [e["data"]["attempt"] for e in started] == [1, 2]
     assert started[0]["data"]["worker_id"] == victim
+    # why twice: the first attempt's worker was lost, noticed by the redelivery
+    lost, second = done["attempts"]
+    assert (lost["worker_id"], lost["outcome"], lost["next_cause"]) == (
+        victim,
+        "lost",
+        "worker_lost",
+    )
+    assert lost["finished_at"] == started[1]["at"] and lost["error"] is None
+    assert (second["worker_id"], second["outcome"]) == (done["worker_id"], "completed")
+    assert done["seq"] == history[-1]["seq"]
     # the dead worker leaves the list of live workers within 15 s
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
