@@ -10,7 +10,7 @@ an empty or partial model would have it), and no job's ``version`` may go back (
 after the switch). Then ``conveyor verify --wait`` passes: the read model equals the fold of
 the log and the projector's checkpoint is the log's last event.
 
-The control: the same readers through ``conveyor replay --in-place`` see logged jobs missing
+The control: the same readers through a replay in place (``--in-place``) see logged jobs missing
 from the list (the model empties and refills), which is what the default replay avoids.
 """
 
@@ -26,6 +26,9 @@ import asyncpg
 import httpx
 import pytest
 
+from conveyor_bus import connect
+from conveyor_cli.admin import replay
+from conveyor_db import create_pool
 from conveyor_db.rebuild import REBUILD_SCHEMA, RETIRED_SCHEMA
 from support.histories import write_histories
 from support.invariants import verify, wait_terminal
@@ -150,9 +153,19 @@ def stop(readers: list[Reader]) -> Reads:
 def test_control_a_replay_in_place_shows_readers_a_partial_model(
     system: System, traffic: tuple[list[Reader], Submitter]
 ) -> None:
+    """What ``conveyor replay --in-place`` does, run in this process (no command start-up)."""
     readers, _ = traffic
-    replayed = system.conveyor("replay", "--in-place", timeout=120)
-    assert replayed.returncode == 0, replayed.stderr
+
+    async def in_place() -> None:
+        nc = await connect(system.nats_url, "test-replay-in-place")
+        pool = await create_pool(system.database_url)
+        try:
+            assert await replay(nc, pool, quiet=True) == 0
+        finally:
+            await pool.close()
+            await nc.close()
+
+    run_sync(in_place())
     reads = stop(readers)
     assert reads.missing, f"{reads.answers} reads, none saw the model partial"
 

@@ -221,7 +221,11 @@ async def replay_in_place(nc: Client, pool: asyncpg.Pool, progress: Progress) ->
     reached."""
     async with pool.acquire() as conn, replay_lock(conn):
         until = await last_event_sequence(DirectGetter(nc))
-        await reset(conn)
+        async with conn.transaction():
+            # between two of the live projector's batches: emptying the tables under one
+            # that has read the checkpoint would deadlock with it
+            await take_handover(conn)
+            await reset(conn)
         projector = Projector(nc, pool)
         await _follow(projector.catch_up(until), projector, until, progress, "replaying")
     return until
