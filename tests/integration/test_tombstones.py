@@ -147,8 +147,11 @@ async def test_control_without_tombstones_the_poison_brings_the_job_back(
     """The protection disabled: a projector that forgets deleted jobs (load_states without
     the tombstones) applies the poison as a first submission, and verify catches it."""
 
-    async def forgetful(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
-        return {k: s for k, s in (await load_states(conn, job_ids)).items() if not s.deleted}
+    async def forgetful(
+        conn: asyncpg.Connection, job_ids: Sequence[str], pruned: set[str] | None = None
+    ) -> dict[str, JobState]:
+        states = await load_states(conn, job_ids, pruned)
+        return {k: s for k, s in states.items() if not s.deleted}
 
     monkeypatch.setattr(projector_module, "load_states", forgetful)
     store = CommandHandler(JetStreamEventStore(nc))

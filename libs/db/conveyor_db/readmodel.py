@@ -47,6 +47,8 @@ class Snapshot:
     checkpoint: int
     rows: list[JobState]
     dead_letters: list[DeadLetter]
+    pruned: frozenset[str] = frozenset()
+    """Jobs whose rows retention pruned (their history is in the log)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class CheckedRow:
 
     state: JobState | None
     checkpoint: int
+    pruned: bool = False
+    """No row because retention pruned it (the log has its history)."""
 
 
 async def create_pool(
@@ -171,13 +175,17 @@ class ReadModel:
         statement; the projector writes both in one transaction)."""
         [row] = await self._fetch(
             "SELECT (SELECT last_seq FROM projector_checkpoint WHERE name = $2) AS checkpoint_,"
+            " EXISTS (SELECT FROM pruned_jobs WHERE id = $1) AS pruned_,"
             f" {SELECT_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN jobs ON jobs.id = $1",
             job_id,
             name,
         )
         values = dict(row)
         checkpoint = int(values.pop("checkpoint_") or 0)
-        return CheckedRow(from_row(values) if values["id"] is not None else None, checkpoint)
+        pruned = bool(values.pop("pruned_"))
+        if values["id"] is None:
+            return CheckedRow(None, checkpoint, pruned)
+        return CheckedRow(from_row(values), checkpoint)
 
     async def list_jobs(self, flt: JobFilter, limit: int, cursor: str | None) -> Page:
         sql, args = list_query(flt, limit, cursor)
@@ -253,33 +261,42 @@ class ReadModel:
             rows = await conn.fetch(f"SELECT {SELECT_COLUMNS} FROM jobs ORDER BY id")
             checkpoint = int(seq or 0)
             letters = await load_dead_letters(conn, checkpoint)
-        return Snapshot(checkpoint, [from_row(r) for r in rows], letters)
+            pruned = frozenset(r["id"] for r in await conn.fetch("SELECT id FROM pruned_jobs"))
+        return Snapshot(checkpoint, [from_row(r) for r in rows], letters, pruned)
 
 
-async def load_states(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
+async def load_states(
+    conn: asyncpg.Connection, job_ids: Sequence[str], pruned: set[str] | None = None
+) -> dict[str, JobState]:
     """The states of these jobs as the read model holds them: their rows, and for a deleted
     job a state with ``deleted=True`` (from its tombstone), so that whatever follows its
     ``job.deleted`` in a later batch is refused as it would be within one batch. Jobs the
-    read model has never seen are absent."""
+    read model has never seen are absent, and so are pruned ones (retention), whose ids go
+    into ``pruned``: the caller folds them from the log."""
     states: dict[str, JobState] = {}
     for r in await conn.fetch(_LOAD_STATES, list(job_ids)):
         values = dict(r)
         job_id, deleted_at = values.pop("id_"), values.pop("deleted_at_")
+        was_pruned = values.pop("pruned_")
         if values["id"] is not None:
             states[job_id] = from_row(values)
-        else:
+        elif deleted_at is not None:
             states[job_id] = deleted_state(job_id, deleted_at)
+        elif was_pruned and pruned is not None:
+            pruned.add(job_id)
     return states
 
 
 _LOAD_STATES = (
-    "SELECT ids.id AS id_, deleted_jobs.deleted_at AS deleted_at_, "
+    "SELECT ids.id AS id_, deleted_jobs.deleted_at AS deleted_at_,"
+    " pruned_jobs.id IS NOT NULL AS pruned_, "
     + ", ".join(f"jobs.{c}" for c in COLUMNS)
     + " FROM unnest($1::text[]) AS ids(id)"
     " LEFT JOIN jobs ON jobs.id = ids.id LEFT JOIN deleted_jobs ON deleted_jobs.id = ids.id"
-    " WHERE jobs.id IS NOT NULL OR deleted_jobs.id IS NOT NULL"
+    " LEFT JOIN pruned_jobs ON pruned_jobs.id = ids.id"
+    " WHERE jobs.id IS NOT NULL OR deleted_jobs.id IS NOT NULL OR pruned_jobs.id IS NOT NULL"
 )
-"""Rows and tombstones of the jobs in one statement (a job has one or the other)."""
+"""Rows, tombstones and pruned markers of the jobs in one statement."""
 
 
 def deleted_state(job_id: str, deleted_at: datetime) -> JobState:
@@ -338,6 +355,7 @@ async def save_projection(
     *,
     dead_letters: Sequence[DeadLetter] = (),
     stats: StatsDelta | None = None,
+    unpruned: Sequence[str] = (),
 ) -> None:
     """Write changed rows, replace deleted jobs' rows by their tombstones, park dead letters
     and move the checkpoint (caller's transaction)."""
@@ -353,6 +371,8 @@ async def save_projection(
         )
     if stats is not None:
         await save_stats(conn, stats, datetime.now(UTC) - KEEP)
+    if unpruned:  # folded from the log again: a row or a tombstone now
+        await conn.execute("DELETE FROM pruned_jobs WHERE id = ANY($1::text[])", list(unpruned))
     await conn.execute(
         "UPDATE projector_checkpoint SET last_seq = $2 WHERE name = $1", name, last_seq
     )
@@ -362,5 +382,7 @@ async def reset(conn: asyncpg.Connection, name: str = "projector") -> None:
     """Empty the read model (rows and tombstones) and the dead letters and rewind the
     checkpoint (``conveyor replay``; the projector parks again what it still cannot apply)."""
     async with conn.transaction():
-        await conn.execute(f"TRUNCATE jobs, deleted_jobs, dead_letters, {', '.join(STATS_TABLES)}")
+        await conn.execute(
+            f"TRUNCATE jobs, deleted_jobs, dead_letters, pruned_jobs, {', '.join(STATS_TABLES)}"
+        )
         await conn.execute("DELETE FROM projector_checkpoint WHERE name = $1", name)

@@ -312,6 +312,12 @@ class JobService:
             last.add_done_callback(_retrieve)
             raise
         state = await self._caught_up(job_id, row, last, deadline)
+        if state is None and row.pruned:
+            raise JobNotFound(
+                f"job {job_id} finished long enough ago that retention pruned it from the read"
+                " model (CONVEYOR_RETENTION_TERMINAL_DAYS); the log keeps its history:"
+                f" GET /api/v1/jobs/{job_id}/events, or ?as_of= for its state at a time"
+            )
         if state is None:
             raise JobNotFound(f"job {job_id} not found")
         return state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 import asyncpg
 
@@ -44,12 +45,17 @@ async def serve(settings: Settings) -> None:
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    days = settings.retention_terminal_days
+    retention = timedelta(days=days) if days is not None else None
+    if retention is not None:
+        log.info("retention: terminal jobs leave the read model %s after they finished", retention)
     projector = Projector(
         nc,
         pool,
         batch_size=settings.batch_size,
         fetch_timeout_s=settings.fetch_timeout_s,
         metrics=metrics,
+        retention=retention,
     )
     try:
         await projector.run(stop)

@@ -35,6 +35,11 @@ class ProjectorMetrics:
             "Events in the log after the checkpoint (the projector's lag), measured each second",
             registry=r,
         )
+        self.pruned = Counter(
+            "conveyor_projector_jobs_pruned",
+            "Terminal jobs pruned from the read model by CONVEYOR_RETENTION_TERMINAL_DAYS",
+            registry=r,
+        )
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

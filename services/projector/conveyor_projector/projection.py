@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Collection, Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 from conveyor_db.stats import StatsDelta
@@ -24,23 +24,29 @@ class Changes:
 
 
 def project(
-    states: MutableMapping[str, JobState], events: Iterable[tuple[int, AnyEvent]]
+    states: MutableMapping[str, JobState],
+    events: Iterable[tuple[int, AnyEvent]],
+    *,
+    uncounted: Collection[str] = (),
 ) -> Changes:
     """Apply events in order to ``states`` (the rows they touch, updated in place; a deleted
     job's state, from its tombstone, has ``deleted=True``). An event the transitions table
     forbids in its job's state is skipped, as ``history_problems`` flags it, so the rows stay
     the fold of the events that were applied; since a deleted job stays deleted from one batch
-    to the next, whatever follows its ``job.deleted`` is skipped wherever the batches end."""
+    to the next, whatever follows its ``job.deleted`` is skipped wherever the batches end.
+    ``uncounted``: jobs whose states ``job_counts`` does not hold (pruned by retention, folded
+    from the log again): the statistics take them as new."""
     changes = Changes()
     for seq, event in events:
         before = states.get(event.job_id)
+        counted = None if event.job_id in uncounted else before
         try:
             state = step(before, event, seq=seq)
         except IllegalEvent as e:
             changes.skipped.append((seq, str(e)))
             continue
         states[event.job_id] = state
-        changes.stats.track(before, state)
+        changes.stats.track(counted, state)
         if state.deleted:
             changes.upserts.pop(event.job_id, None)
             changes.deletes[event.job_id] = seq

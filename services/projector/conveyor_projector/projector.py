@@ -13,12 +13,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 from nats.aio.client import Client
 
-from conveyor_bus import BusError, DirectGetter, StoredMsg
+from conveyor_bus import BusError, DirectGetter, JetStreamEventStore, StoredMsg
 from conveyor_bus.reader import LogReader, event_lag
 from conveyor_db import (
     CONNECTION_ERRORS,
@@ -31,7 +32,9 @@ from conveyor_db import (
     save_projection,
 )
 from conveyor_db.rebuild import handover_lock
-from conveyor_events import AnyEvent, JobState, names
+from conveyor_db.retention import prune_terminal
+from conveyor_db.stats import KEEP, prune_stats
+from conveyor_events import AnyEvent, IllegalEvent, JobState, names, step
 from conveyor_events.poison import Poison, PoisonKind, poison, read_event
 from conveyor_projector.logread import read_range
 from conveyor_projector.metrics import ProjectorMetrics
@@ -46,6 +49,13 @@ STORAGE_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
 the fault of one event, not of the database."""
 
 LAG_INTERVAL_S = 1.0
+MAINTENANCE_INTERVAL_S = 60.0
+"""How often the projector prunes old statistics and, with retention on, old jobs."""
+PRUNE_BATCH = 1000
+"""Jobs pruned per transaction: short transactions, short pauses of the projection."""
+
+Rehydrate = Callable[[str, int], Awaitable[JobState | None]]
+"""A pruned job's state folded from the log, from its events before a sequence."""
 
 
 class Rewound(Exception):
@@ -82,6 +92,8 @@ class Projector:
         metrics: ProjectorMetrics | None = None,
         cache_size: int = 20_000,
         handover: bool = True,
+        retention: timedelta | None = None,
+        maintenance_interval_s: float = MAINTENANCE_INTERVAL_S,
     ) -> None:
         """``handover``: each transaction first takes the handover lock (shared), so that
         ``conveyor replay`` can switch the read model's tables between two of them (ADR 0018);
@@ -103,6 +115,11 @@ class Projector:
         self._getter = DirectGetter(nc)
         self._lag_measured_at = 0.0
         self.handover = handover
+        self.retention = retention
+        """Terminal jobs that finished longer ago leave the read model (None: kept)."""
+        self.maintenance_interval_s = maintenance_interval_s
+        self._maintained_at: float | None = None
+        self._store = JetStreamEventStore(nc)
         self._table: int | None = None
         """OID of the checkpoint's table at the last batch: another one means that
         ``conveyor replay`` switched the tables, and the cache holds rows of the old ones."""
@@ -119,6 +136,7 @@ class Projector:
         try:
             while not stop.is_set():
                 await self._measure_lag()
+                await self._maintain_when_due()
                 try:
                     msgs = await reader.fetch(self.batch_size, timeout=self.fetch_timeout_s)
                 except BusError:
@@ -213,13 +231,17 @@ class Projector:
                 items.append((m, read))
         await save_dead_letters(conn, applied.parked)
         if not one_by_one:
-            applied.events, skipped, applied.states = await _write(conn, items, last, self._cache)
+            applied.events, skipped, applied.states = await _write(
+                conn, items, last, self._cache, self._rehydrate
+            )
             applied.parked += skipped
         else:
             for m, event in items:
                 try:
                     async with conn.transaction():  # a savepoint
-                        events, skipped, _ = await _write(conn, [(m, event)], m.seq, None)
+                        events, skipped, _ = await _write(
+                            conn, [(m, event)], m.seq, None, self._rehydrate
+                        )
                 except STORAGE_ERRORS as e:
                     reason = f"the read model cannot hold this {event.name}: {e}"
                     events, skipped = 0, [_letter(m, "unstorable", reason)]
@@ -239,6 +261,64 @@ class Projector:
                 cache[job_id] = state
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
+
+    async def _rehydrate(self, job_id: str, before_seq: int) -> JobState | None:
+        """A pruned job's state from its history in the log, before ``before_seq``: what its
+        row held (the fold leaves out what the transitions table forbids, as the projector
+        did)."""
+        state: JobState | None = None
+        for stored in await self._store.history(job_id):
+            if stored.seq >= before_seq:
+                break
+            try:
+                state = step(state, stored.event, seq=stored.seq)
+            except IllegalEvent:
+                continue
+        log.info("job %s was pruned: folded from the log again", job_id)
+        return state
+
+    async def _maintain_when_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if (
+            self._maintained_at is not None
+            and now - self._maintained_at < self.maintenance_interval_s
+        ):
+            return
+        self._maintained_at = now
+        try:
+            await self.maintain()
+        except CONNECTION_ERRORS as e:
+            log.warning("maintenance skipped, PostgreSQL unavailable: %s", e)
+
+    async def maintain(self) -> int:
+        """Drop per-minute statistics older than a day and, with :attr:`retention`, prune
+        terminal jobs that finished before it, :data:`PRUNE_BATCH` a transaction, each under
+        the checkpoint's lock (no batch of any projector runs meanwhile); how many."""
+        now = datetime.now(UTC)
+        pruned = 0
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if self.handover:
+                    await handover_lock(conn)
+                await lock_checkpoint(conn)
+                await prune_stats(conn, now - KEEP)
+            cutoff = None if self.retention is None else now - self.retention
+            while cutoff is not None:
+                async with conn.transaction():
+                    if self.handover:
+                        await handover_lock(conn)
+                    await lock_checkpoint(conn)
+                    ids = await prune_terminal(conn, cutoff, PRUNE_BATCH)
+                for job_id in ids:
+                    self._cache.pop(job_id, None)
+                pruned += len(ids)
+                if self.metrics is not None:
+                    self.metrics.pruned.inc(len(ids))
+                if len(ids) < PRUNE_BATCH:
+                    break
+        if pruned:
+            log.info("retention: pruned %d jobs that finished before %s", pruned, cutoff)
+        return pruned
 
     async def _measure_lag(self) -> None:
         """Refresh the lag gauge, at most once per :data:`LAG_INTERVAL_S`."""
@@ -260,11 +340,13 @@ async def _write(
     items: Sequence[Item],
     last_seq: int,
     cache: OrderedDict[str, JobState] | None,
+    rehydrate: Rehydrate | None = None,
 ) -> tuple[int, list[DeadLetter], dict[str, JobState]]:
     """Project ``items`` onto the rows they touch (and the tombstones of deleted jobs), write
     the rows, the tombstones, the transitions the table forbids (as dead letters) and the
     checkpoint; returns (events applied, dead letters, the touched jobs' states). Rows in
-    ``cache`` are taken from it instead of the table."""
+    ``cache`` are taken from it instead of the table; a pruned job's state (retention) is
+    folded from the log by ``rehydrate``."""
     by_seq = {m.seq: m for m, _ in items}
     states: dict[str, JobState] = {}
     missing: list[str] = []
@@ -274,9 +356,18 @@ async def _write(
             missing.append(job_id)
         else:
             states[job_id] = cached
+    pruned: set[str] = set()
     if missing:
-        states.update(await load_states(conn, missing))
-    changes = project(states, [(m.seq, event) for m, event in items])
+        states.update(await load_states(conn, missing, pruned))
+    if pruned and rehydrate is not None:  # retention pruned their rows: fold them again
+        first = {}
+        for m, event in reversed(items):
+            first[event.job_id] = m.seq
+        for job_id in pruned:
+            state = await rehydrate(job_id, first[job_id])
+            if state is not None:
+                states[job_id] = state
+    changes = project(states, [(m.seq, event) for m, event in items], uncounted=pruned)
     skipped = [
         _letter(by_seq[seq], "impossible_transition", reason) for seq, reason in changes.skipped
     ]
@@ -290,6 +381,7 @@ async def _write(
         last_seq,
         dead_letters=skipped,
         stats=changes.stats,
+        unpruned=sorted(pruned),
     )
     return len(items) - len(skipped), skipped, states
 

@@ -16,3 +16,6 @@ class Settings(BusSettings, DatabaseSettings):
     metrics_port: int | None = Field(None, ge=0, le=65_535)
     """Serve Prometheus metrics on this port (unset: no metrics endpoint)."""
     metrics_host: str = "127.0.0.1"
+    retention_terminal_days: float | None = Field(None, gt=0, le=36_500)
+    """Completed, failed and stopped jobs that finished longer ago leave the read model (their
+    history stays in the log); unset: kept for ever."""
