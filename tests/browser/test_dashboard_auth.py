@@ -206,6 +206,42 @@ def test_a_read_token_sees_jobs_but_no_action(page: tuple[Page, Seen], system: S
         system.http.post(f"/api/v1/jobs/{job['id']}/stop")
 
 
+def test_a_read_token_has_no_bulk_selection_and_the_api_refuses_it(
+    page: tuple[Page, Seen], system: System
+) -> None:
+    """The bulk bar, the row checkboxes and the "select every job shown" box are hidden for a
+    read token; POST /jobs/bulk with it is 403, even as a dry run, and writes nothing."""
+    page_, _ = page
+    job = system.submit("noop")
+    system.wait_for(job["id"], "completed")
+    for body in (
+        {"action": "delete", "ids": [job["id"]]},
+        {"action": "delete", "filter": {}, "dry_run": True},
+    ):
+        refused = system.http.post(
+            "/api/v1/jobs/bulk", json=body, headers={"Authorization": f"Bearer {DASH}"}
+        )
+        assert refused.status_code == 403, refused.text
+    assert system.job(job["id"]).status_code == 200
+    page_.goto(system.api_url + "/")
+    sign_in(page_, DASH)
+    expect(row(page_, job["id"])).to_be_visible(timeout=10_000)
+    for hidden in ("#bulk-bar", "#select-page", '#jobs input[name="select"]', "[data-bulk]"):
+        found = page_.locator(hidden)
+        assert found.count() >= 1, hidden
+        for n in range(found.count()):
+            expect(found.nth(n)).to_be_hidden()
+    expect(page_.get_by_role("checkbox", name="Select", exact=False)).to_have_count(0)
+
+    page_.evaluate("sessionStorage.clear()")  # an operate token sees them
+    page_.reload()
+    sign_in(page_, ALICE)
+    expect(page_.locator("#bulk-bar")).to_be_visible(timeout=10_000)
+    expect(
+        page_.get_by_role("checkbox", name=f"Select job {job['id'][:8]}", exact=False)
+    ).to_be_visible()
+
+
 def test_sign_out_returns_to_the_login_and_clears_the_session(
     page: tuple[Page, Seen], system: System
 ) -> None:

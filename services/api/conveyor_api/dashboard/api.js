@@ -107,6 +107,15 @@ export function createApi(base = "/api/v1", { token = () => null, onUnauthorized
     stopJob: (id) => request("POST", `${job(id)}/stop`),
     restartJob: (id) => request("POST", `${job(id)}/restart`),
     deleteJob: (id) => request("DELETE", job(id)),
+    /**
+     * Many jobs at once: {action, ids} or {action, filter: {status: [], priority, type, q}},
+     * optional reason; dryRun counts and judges without writing. {matched, acted, refused}.
+     */
+    bulk: (body, { dryRun = false } = {}) => request("POST", "/jobs/bulk", {
+      body: dryRun ? { ...body, dry_run: true } : body,
+    }),
+    /** What the projector parked: {items: [{seq, subject, job_id, kind, reason, raw, ...}], next}. */
+    deadLetters: (query = {}) => request("GET", "/dead-letters", { query }),
     stats: () => request("GET", "/stats"),
     workers: () => request("GET", "/workers"),
     types: () => request("GET", "/types"),

@@ -9,6 +9,7 @@ import { Feed, notifierUrl } from "./feed.js";
 import { Store, filterFromSearch } from "./store.js";
 import { h } from "./util.js";
 import { mountCreate } from "./views/create.js";
+import { mountDeadLetters } from "./views/deadletters.js";
 import { mountDetail } from "./views/detail.js";
 import { mountJobs } from "./views/jobs.js";
 import { createSession, mountLogin } from "./views/login.js";
@@ -18,7 +19,10 @@ import { mountWorkers } from "./views/workers.js";
 
 const FEED_LABELS = {
   connecting: "connecting", live: "live", reconnecting: "reconnecting", refused: "token refused",
+  paused: "paused (tab hidden)",
 };
+// A tab hidden this long closes its feed; shown again, it resumes from the last seq it saw.
+const HIDDEN_PAUSE_MS = 5000;
 const $ = (selector) => document.querySelector(selector);
 
 const session = createSession(window.sessionStorage);
@@ -42,12 +46,13 @@ let detail = null;
 let schedules = null;
 
 function mountViews() {
-  jobs = mountJobs($("#jobs-panel"), { store, actions, onTypeSeen });
+  jobs = mountJobs($("#jobs-panel"), { api, store, actions, onTypeSeen });
   detail = mountDetail($("#job-detail"), { api, store, actions });
   mountCreate($("#create-form"), { api, store });
   mountWorkers($("#workers"), { api });
   schedules = mountSchedules($("#schedules"), { api });
   mountStats($("#stats"), { api, store });
+  mountDeadLetters($("#dead-letters"), { api });
 }
 
 // ------------------------------------------------------------------------------ feed
@@ -70,6 +75,18 @@ const feed = new Feed({
   },
 });
 feedStatus.title = `Event feed: ${feed.url}`;
+
+// Updates pause while the tab is hidden: nothing is drawn (util.frameScheduler), and after
+// HIDDEN_PAUSE_MS the feed closes; when the tab shows again it resumes with `since`.
+let pauseTimer = null;
+document.addEventListener("visibilitychange", () => {
+  clearTimeout(pauseTimer);
+  if (document.hidden) {
+    pauseTimer = setTimeout(() => feed.pause(), window.conveyor?.hiddenPauseMs ?? HIDDEN_PAUSE_MS);
+  } else {
+    feed.resume();
+  }
+});
 
 // ------------------------------------------------------------------------------ routes
 
@@ -96,7 +113,7 @@ async function start() {
   mountViews();
   route();
   // For debugging from the console and for tests.
-  window.conveyor = { api, store, feed, detail, schedules, session };
+  window.conveyor = { api, store, feed, jobs, detail, schedules, session, hiddenPauseMs: HIDDEN_PAUSE_MS };
   // Wait (briefly) for the feed to open so that no event falls between the list and the feed.
   await Promise.race([feed.opened, new Promise((resolve) => setTimeout(resolve, 1500))]);
   listRequested = true;

@@ -45,6 +45,7 @@ export class Feed {
     this.retries = 0;
     this.timer = null;
     this.state = "idle";
+    this.paused = false;
     let resolveOpened;
     this.opened = new Promise((resolve) => { resolveOpened = resolve; });
     this._resolveOpened = resolveOpened;
@@ -54,6 +55,21 @@ export class Feed {
     if (!this.stopped) return;
     this.stopped = false;
     this._connect();
+  }
+
+  /** Close the socket but keep the place: resume() goes on from the last seq (`since`). */
+  pause() {
+    if (this.stopped) return;
+    this.stop();
+    this.paused = true;
+    this._setState("paused");
+  }
+
+  resume() {
+    if (!this.paused) return;
+    this.paused = false;
+    this.retries = 0;
+    this.start();
   }
 
   stop() {

@@ -56,6 +56,25 @@ export function matchesFilter(job, filter) {
   return true;
 }
 
+// ---------------------------------------------------------------------------- actions
+
+/** What the allowed operator actions depend on: the status, and whether a stop is pending. */
+export const actionKey = (job) => `${job.status}|${job.stop_requested ? 1 : 0}`;
+
+/**
+ * The operator actions the API allows a job: its own `actions` while the state they came with
+ * is still the job's, else those the API gave another job in the same state (`learned`, a
+ * map actionKey -> actions). Null when neither is known (the caller asks the API). The page
+ * keeps no copy of the transitions table.
+ */
+export function allowedFrom(job, learned) {
+  if (!job || job.deleted) return {};
+  const key = actionKey(job);
+  const list = Array.isArray(job.actions) && job.actionsKey === key ? job.actions : learned.get(key);
+  if (!list) return null;
+  return Object.fromEntries(list.map((a) => [a, true]));
+}
+
 // ---------------------------------------------------------------------------- store
 
 export class Store {
@@ -82,6 +101,18 @@ export class Store {
     this.fetching = new Set();
     this.activeFetches = 0;
     this.listAbort = null;
+    this.learned = new Map(); // actionKey -> the actions the API allows a job in that state
+    this.asking = new Map(); // actionKey being learned -> the id asked about
+  }
+
+  /** The actions the API allows `job` (see allowedFrom); asks the API when unknown. */
+  allowed(job) {
+    const found = allowedFrom(job, this.learned);
+    if (found === null && job && !this.asking.has(actionKey(job))) {
+      this.asking.set(actionKey(job), job.id);
+      this._enqueue(job.id);
+    }
+    return found ?? {};
   }
 
   on(type, fn) {
@@ -117,6 +148,7 @@ export class Store {
   setFilter(filter) {
     if (sameFilter(filter, this.list.filter)) return false;
     this.list.filter = filter;
+    this.emit("filter");
     this.reload();
     return true;
   }
@@ -233,6 +265,16 @@ export class Store {
   ingest(rest) {
     if (!rest || !rest.id) return null;
     const id = rest.id;
+    if (Array.isArray(rest.actions)) {
+      const key = actionKey(rest);
+      const known = this.learned.get(key);
+      this.asking.delete(key);
+      if (!known || known.join() !== rest.actions.join()) {
+        this.learned.set(key, rest.actions);
+        this.emit("actions");
+      }
+      rest = { ...rest, actionsKey: key };
+    }
     const current = this.jobs.get(id);
     const restKey = tsKey(rest.updated_at);
     if (current && (tsKey(current.updated_at) ?? 0) >= (restKey ?? 0)) {
@@ -244,6 +286,7 @@ export class Store {
     for (const event of this.recentByJob.get(id) ?? []) {
       meta.seq = event.seq;
       if (event.type === "job.submitted") continue;
+      if (typeof rest.seq === "number" && event.seq <= rest.seq) continue; // already in `rest`
       const key = tsKey(event.at);
       if (restKey !== null && key !== null && key < restKey) continue; // already in `rest`
       job = evolve(job, event, { bump: !(key !== null && restKey !== null && key <= restKey) });
@@ -297,11 +340,16 @@ export class Store {
     const own = this.recentByJob.get(event.job_id);
     if (own) own.push(event);
     else this.recentByJob.set(event.job_id, [event]);
-    while (this.recent.length > RECENT_EVENTS) {
-      const old = this.recent.shift();
-      const list = this.recentByJob.get(old.job_id);
-      list.shift();
-      if (!list.length) this.recentByJob.delete(old.job_id);
+    // Trimmed a tenth at a time: one splice per 500 events, not a shift per event.
+    if (this.recent.length > RECENT_EVENTS * 1.1) {
+      const old = this.recent.splice(0, this.recent.length - RECENT_EVENTS);
+      const dropped = new Map();
+      for (const e of old) dropped.set(e.job_id, (dropped.get(e.job_id) ?? 0) + 1);
+      for (const [jobId, n] of dropped) {
+        const list = this.recentByJob.get(jobId);
+        list.splice(0, n);
+        if (!list.length) this.recentByJob.delete(jobId);
+      }
     }
   }
 
@@ -314,6 +362,10 @@ export class Store {
     if (!L.loaded || !L.filter.statuses.length || !this._inRange(id)) return;
     const status = statusAfter(event);
     if (!status || !L.filter.statuses.includes(status)) return;
+    this._enqueue(id);
+  }
+
+  _enqueue(id) {
     if (this.fetching.has(id) || this.fetchQueue.length >= 200) return;
     this.fetching.add(id);
     this.fetchQueue.push(id);
@@ -326,7 +378,9 @@ export class Store {
       this.activeFetches += 1;
       this.api.getJob(id)
         .then((job) => this.ingest(job))
-        .catch(() => {}) // deleted meanwhile, or not yet in the read model: nothing to show
+        .catch(() => { // deleted meanwhile, or not yet in the read model: nothing to show
+          for (const [key, asked] of this.asking) if (asked === id) this.asking.delete(key);
+        })
         .finally(() => {
           this.activeFetches -= 1;
           this.fetching.delete(id);

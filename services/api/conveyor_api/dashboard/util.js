@@ -128,12 +128,32 @@ export function jsonbText(value) {
   return JSON.stringify(value ?? null);
 }
 
-/** Run fn once on the next frame (or after 250 ms when frames are not drawn, e.g. hidden tab). */
+// Schedulers waiting while the tab is hidden; they run when it shows again.
+const waiting = new Set();
+if (typeof document !== "undefined") {
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    const runs = [...waiting];
+    waiting.clear();
+    for (const run of runs) run();
+  });
+}
+
+/**
+ * Run fn once on the next animation frame, however often it is asked for in between: every
+ * DOM update of a view is batched per frame. While the tab is hidden nothing is drawn (no
+ * frames come; the 250 ms fallback waits too) until it shows again.
+ */
 export function frameScheduler(fn) {
   let pending = false;
   const run = () => {
     if (!pending) return;
+    if (typeof document !== "undefined" && document.hidden) {
+      waiting.add(run);
+      return;
+    }
     pending = false;
+    waiting.delete(run);
     fn();
   };
   return () => {

@@ -2,14 +2,18 @@
 // "load more". Hooks: table#jobs, tr[data-job-id], .status, .progress, button[data-action].
 
 import { actionButtons, updateActionButtons } from "../actions.js";
-import { allowedActions } from "../reducer.js";
+import { isSelected } from "../selection.js";
 import { filterToSearch } from "../store.js";
+import { mountBulk } from "./bulk.js";
 import {
   STATUSES, clampPercent, debounce, fmtPercent, fmtTime, frameScheduler, h, setAttr, setText,
   shortId,
 } from "../util.js";
 
-export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
+const ROWS_PER_FRAME = 150;
+const BUSY_ROWS = 20;
+
+export function mountJobs(root, { api, store, actions, onTypeSeen = () => {} }) {
   const table = root.querySelector("#jobs");
   const tbody = table.tBodies[0];
   const empty = root.querySelector("#jobs-empty");
@@ -21,7 +25,18 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
   const rows = new Map(); // id -> <tr>
   const dirty = new Set();
   let selected = null;
+  let allDirty = false;
   const schedule = frameScheduler(render);
+  const calm = debounce(() => table.classList.remove("busy"), 1000);
+  const pageBox = table.querySelector("#select-page");
+  const bulk = mountBulk(root, {
+    api,
+    store,
+    onChange: () => {
+      allDirty = true;
+      schedule();
+    },
+  });
 
   // ------------------------------------------------------------------------ filters
 
@@ -81,9 +96,14 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
       attempt: h("td", { class: "attempt" }),
       created: h("time", {}),
       buttons: actionButtons(id),
+      pick: h("input", {
+        type: "checkbox", name: "select", value: id, class: "bulk-only",
+        "aria-label": `Select job ${shortId(id)}`,
+      }),
     };
     refs.progressCell.append(h("div", { class: "bar-line" }, bar, refs.pct), refs.note);
     const tr = h("tr", { dataset: { jobId: id } },
+      h("td", { class: "select bulk-only" }, refs.pick),
       h("td", { class: "id" }, link),
       refs.type,
       h("td", { class: "priority" }, refs.priorityBadge),
@@ -127,7 +147,10 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
     setAttr(r.created, "datetime", job.created_at);
     setAttr(r.created, "title", job.created_at);
     setText(r.created, fmtTime(job.created_at));
-    updateActionButtons(r.buttons, id, allowedActions(job), actions);
+    updateActionButtons(r.buttons, id, store.allowed(job), actions);
+    const picked = isSelected(bulk.selection, id);
+    if (r.pick.checked !== picked) r.pick.checked = picked;
+    tr.classList.toggle("picked", picked);
   }
 
   function render() {
@@ -139,9 +162,16 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
       }
     }
     let next = tbody.firstElementChild;
+    let built = 0;
+    let unbuilt = false;
     for (const id of L.ids) {
       let tr = rows.get(id);
       if (!tr) {
+        if (built >= ROWS_PER_FRAME) { // the rest of a burst's new rows in the next frames
+          unbuilt = true;
+          continue;
+        }
+        built += 1;
         tr = buildRow(id);
         rows.set(id, tr);
         dirty.add(id);
@@ -149,7 +179,20 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
       if (tr === next) next = next.nextElementSibling;
       else tbody.insertBefore(tr, next);
     }
+    if (allDirty) {
+      for (const id of rows.keys()) dirty.add(id);
+      allDirty = false;
+    }
+    // A burst changes many rows: at most ROWS_PER_FRAME of them are redrawn per frame (the
+    // rest in the next ones), without transitions, so no frame runs long.
+    if (dirty.size > BUSY_ROWS) {
+      table.classList.add("busy");
+      calm();
+    }
+    let budget = ROWS_PER_FRAME;
     for (const id of dirty) {
+      if (budget-- <= 0) break;
+      dirty.delete(id);
       const tr = rows.get(id);
       const job = store.get(id);
       if (tr && job) {
@@ -157,9 +200,14 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
         onTypeSeen(job.type);
       }
     }
-    dirty.clear();
+    if (dirty.size || unbuilt) schedule();
 
     const n = L.ids.length;
+    const sel = bulk.selection;
+    const picked = sel.mode === "filter" ? n : L.ids.filter((id) => sel.ids.has(id)).length;
+    pageBox.checked = n > 0 && picked === n;
+    pageBox.indeterminate = picked > 0 && picked < n;
+    pageBox.disabled = n === 0;
     setText(count, L.loaded ? `${n}${L.nextCursor ? "+" : ""} shown` : "");
     empty.hidden = n > 0 || !L.loaded;
     setText(empty, L.loaded && !n ? "No jobs match these filters." : "");
@@ -175,6 +223,11 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
   // ------------------------------------------------------------------------ wiring
 
   store.on("list", schedule);
+  store.on("actions", () => {
+    allDirty = true; // the API taught the page what another state allows
+    schedule();
+  });
+  pageBox.addEventListener("change", () => bulk.togglePage(pageBox.checked));
   store.on("job", (id) => {
     if (rows.has(id) || store.list.set.has(id)) {
       dirty.add(id);
@@ -183,6 +236,10 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
   });
 
   loadMore.addEventListener("click", () => store.loadMore());
+  tbody.addEventListener("change", (e) => {
+    const box = e.target.closest('input[name="select"]');
+    if (box) bulk.toggle(box.value, box.checked);
+  });
   tbody.addEventListener("click", (e) => {
     const tr = e.target.closest("tr[data-job-id]");
     if (!tr) return;
@@ -192,13 +249,14 @@ export function mountJobs(root, { store, actions, onTypeSeen = () => {} }) {
       actions.run(tr.dataset.jobId, button.dataset.action);
       return;
     }
-    if (e.target.closest("a, button, input, select, textarea")) return;
+    if (e.target.closest("a, button, input, select, textarea, td.select")) return;
     location.hash = `#/jobs/${encodeURIComponent(tr.dataset.jobId)}`;
   });
 
   render();
 
   return {
+    bulk,
     setSelected(id) {
       const before = selected;
       selected = id;

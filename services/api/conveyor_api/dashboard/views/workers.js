@@ -1,4 +1,6 @@
 // Live workers (#workers): GET /workers every 5 s; heartbeat ages tick locally in between.
+// A worker whose last heartbeat is older than STALE_S (two beats of 5 s) is flagged stale:
+// its row gets .stale-worker and a "stale" badge (the API drops it after its TTL, 15 s).
 
 import { fmtSeconds, h, setText, shortId } from "../util.js";
 
@@ -24,12 +26,18 @@ export function mountWorkers(root, { api }) {
     tbody.replaceChildren(...workers.map((w) => {
       const age = ageOf(w);
       const running = w.running_job_ids ?? [];
-      return h("tr", { dataset: { workerId: w.id }, class: w.stopping ? "stopping" : null },
+      const stale = age > STALE_S;
+      const classes = [w.stopping ? "stopping" : "", stale ? "stale-worker" : ""].join(" ").trim();
+      return h("tr", { dataset: { workerId: w.id, stale: stale ? "true" : "false" }, class: classes || null },
         h("td", { class: "worker" },
           h("div", { class: "id mono", title: w.id, text: w.id }),
           h("div", { class: "host muted", title: `${w.host} (pid ${w.pid})` },
             h("span", { class: "host-name", text: w.host }), ` · pid ${w.pid}`),
-          w.stopping ? h("span", { class: "badge status-stopped", text: "stopping" }) : null),
+          w.stopping ? h("span", { class: "badge status-stopped", text: "stopping" }) : null,
+          h("span", {
+            class: "badge status-failed stale-flag", text: "stale", hidden: !stale,
+            title: `no heartbeat for more than ${STALE_S} s`,
+          })),
         h("td", { class: "running", title: running.join("\n") || "idle" },
           h("span", { class: "running-count", text: running.length }),
           h("span", { class: "muted" }, " / ", h("span", { class: "concurrency", text: w.concurrency })),
@@ -68,7 +76,12 @@ export function mountWorkers(root, { api }) {
       if (!worker) continue;
       const age = ageOf(worker);
       td.dataset.age = age.toFixed(1);
-      td.classList.toggle("stale", age > STALE_S);
+      const stale = age > STALE_S;
+      td.classList.toggle("stale", stale);
+      td.parentElement.classList.toggle("stale-worker", stale);
+      td.parentElement.dataset.stale = stale ? "true" : "false";
+      const flag = td.parentElement.querySelector(".stale-flag");
+      if (flag) flag.hidden = !stale;
       setText(td, `${fmtSeconds(age)} ago`);
     }
   }, 1000);
