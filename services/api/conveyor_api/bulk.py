@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
+from conveyor_api.audit import Origin, Reason, ReasonIn, origin
 from conveyor_api.auth import actor
 from conveyor_api.problems import problem
 from conveyor_api.schemas import Priority, Problem
@@ -75,7 +76,7 @@ class BulkIn(BaseModel):
     filter: BulkFilter | None = Field(
         None, description=f"the jobs GET /jobs lists with these filters (at most {MAX_MATCHED:,})"
     )
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+    reason: Reason | None = Field(
         None, description="recorded in each job's event, as for a single action"
     )
     dry_run: StrictBool = Field(
@@ -106,14 +107,14 @@ class BulkOut(BaseModel):
 Act = Callable[[str], Awaitable[object]]
 
 
-def _single(service: JobService, action: Action, who: str, reason: str | None) -> Act:
-    """The service call of the action's single route, for one job."""
-    del reason  # TODO(issue 14): passed on once JobService takes a reason
+def _single(service: JobService, action: Action, fields: Origin) -> Act:
+    """The service call of the action's single route, for one job: who asked, from where
+    and why recorded in each job's event as for a single action."""
     if action == "stop":
-        return lambda job_id: service.stop(job_id, who)
+        return lambda job_id: service.stop(job_id, **fields)
     if action == "restart":
-        return lambda job_id: service.restart(job_id, who)
-    return lambda job_id: service.delete(job_id, who)
+        return lambda job_id: service.restart(job_id, **fields)
+    return lambda job_id: service.delete(job_id, **fields)
 
 
 async def _matches(service: JobService, flt: BulkFilter) -> list[str] | None:
@@ -214,6 +215,7 @@ async def bulk(body: BulkIn, request: Request) -> Response:
         refused = await judge(service, ids, body.action, who)
         acted = len(ids) - len(refused)
     else:
-        acted, refused = await act_on(ids, _single(service, body.action, who, body.reason))
+        fields = origin(request, ReasonIn(reason=body.reason))
+        acted, refused = await act_on(ids, _single(service, body.action, fields))
     out = BulkOut(matched=len(ids), acted=acted, refused=refused, dry_run=body.dry_run)
     return Response(out.model_dump_json(), media_type="application/json")

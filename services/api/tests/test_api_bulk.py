@@ -50,6 +50,7 @@ class FakeService:
         self.jobs = {j.id: j for j in jobs}
         self.reads = FakeReads(self.jobs)
         self.calls: list[tuple[str, str, str]] = []
+        self.origins: dict[str, dict[str, str | None]] = {}
         self.in_flight = 0
         self.most_in_flight = 0
         self.away_after: int | None = None
@@ -80,13 +81,16 @@ class FakeService:
         finally:
             self.in_flight -= 1
 
-    async def stop(self, job_id: str, actor: str) -> None:
+    async def stop(self, job_id: str, actor: str, **origin: str | None) -> None:
+        self.origins[job_id] = origin
         await self._act("stop", job_id, actor, {"pending", "running"})
 
-    async def restart(self, job_id: str, actor: str) -> None:
+    async def restart(self, job_id: str, actor: str, **origin: str | None) -> None:
+        self.origins[job_id] = origin
         await self._act("restart", job_id, actor, {"failed", "stopped"})
 
-    async def delete(self, job_id: str, actor: str) -> None:
+    async def delete(self, job_id: str, actor: str, **origin: str | None) -> None:
+        self.origins[job_id] = origin
         await self._act("delete", job_id, actor, {"completed", "failed", "stopped"})
 
 
@@ -133,6 +137,26 @@ async def test_ids_each_acted_on_or_refused_with_the_reason() -> None:
     ]
     assert sorted(c[1] for c in service.calls) == sorted([*ids[:3], "01NOSUCHJOB"])
     assert {c[2] for c in service.calls} == {"user:anonymous"}
+
+
+async def test_each_job_records_the_reason_and_request_like_a_single_action() -> None:
+    service = FakeService([job(1, "failed"), job(2, "stopped")])
+    ids = [job(1, "").id, job(2, "").id]
+    body = {"action": "restart", "ids": ids, "reason": "  after the fix of ticket 12  "}
+    out = (await post(service, body)).json()
+    assert out["acted"] == 2, out
+    assert {o["reason"] for o in service.origins.values()} == {"after the fix of ticket 12"}
+    assert {o["client_address"] for o in service.origins.values()} == {"127.0.0.1"}
+    assert set(service.origins) == set(ids)
+
+
+async def test_a_reason_a_single_action_refuses_is_refused_in_bulk() -> None:
+    service = FakeService([job(1, "failed")])
+    body = {"action": "restart", "ids": [job(1, "").id], "reason": "two\x00words"}
+    response = await post(service, body)
+    assert response.status_code == 422, response.text
+    assert "reason" in [e["field"] for e in response.json()["errors"]]
+    assert service.calls == []
 
 
 async def test_a_filter_selects_like_the_list_and_is_capped(
