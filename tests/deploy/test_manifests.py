@@ -24,6 +24,7 @@ import yaml
 from conveyor_bus.permissions import SERVICES
 from conveyor_bus.tokens import TokenSettings
 from conveyor_events import names
+from conveyor_worker.execjob import KILL_WAIT_S
 from conveyor_worker.settings import Settings as WorkerSettings
 
 pytestmark = pytest.mark.deploy
@@ -283,10 +284,15 @@ def test_the_worker_grace_fits_its_termination_grace(tree: tuple[str, list[Doc]]
     pod = only(docs, "Deployment", "conveyor-worker")["spec"]["template"]["spec"]
     (worker,) = pod["containers"]
     env = env_of(worker)
-    grace = WorkerSettings(shutdown_grace_s=env["CONVEYOR_SHUTDOWN_GRACE_S"]).shutdown_grace_s
+    settings = WorkerSettings(
+        shutdown_grace_s=env["CONVEYOR_SHUTDOWN_GRACE_S"], exec_grace_s=env["CONVEYOR_EXEC_GRACE_S"]
+    )
     pre_stop = worker.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     pre_stop_s = float(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0.0
-    assert pod["terminationGracePeriodSeconds"] >= pre_stop_s + grace + 5
+    # the longest shutdown: the grace runs out on an exec job, whose program then gets
+    # SIGTERM, exec_grace_s, SIGKILL and KILL_WAIT_S to die; then the hand-back (+ margin)
+    longest = pre_stop_s + settings.shutdown_grace_s + settings.exec_grace_s + KILL_WAIT_S
+    assert pod["terminationGracePeriodSeconds"] >= longest + 5
 
 
 def test_services_pdbs_and_ingress_select_what_exists(tree: tuple[str, list[Doc]]) -> None:
