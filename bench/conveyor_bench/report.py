@@ -16,10 +16,11 @@ def peer_throughput(results: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise(results: dict[str, Any]) -> None:
-    """Add the top-level ratio and the target checks to ``results``."""
-    conveyor = results["throughput"]["jobs_per_s"]["median"]
+    """Add the top-level ratio (when Conveyor's throughput and a peer's ran) and the target
+    checks to ``results``; ``--only`` runs any subset of the scenarios."""
     peers = peer_throughput(results)
-    if peers:
+    if peers and "throughput" in results:
+        conveyor = results["throughput"]["jobs_per_s"]["median"]
         best = max(peers, key=peers.__getitem__)
         results["throughput_ratio_vs_best_peer"] = round(conveyor / peers[best], 2)
         results["best_peer"] = best
