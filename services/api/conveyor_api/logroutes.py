@@ -11,6 +11,7 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Query, Request
 
+from conveyor_api.audit import parse_instant
 from conveyor_api.problems import problem
 from conveyor_api.schemas import EventList, EventOut, Problem
 from conveyor_bus.logwindow import LogWindows, Window
@@ -54,12 +55,20 @@ async def log_events(
         int, Query(ge=0, le=2**63, description="only events after this log sequence (`next`)")
     ] = 0,
     since: Annotated[
-        datetime | None,
-        Query(description="RFC 3339: only events the log stored at or after this time"),
+        str | None,
+        Query(
+            max_length=64,
+            json_schema_extra={"format": "date-time"},
+            description="RFC 3339 with an offset: only events the log stored at or after it",
+        ),
     ] = None,
     until: Annotated[
-        datetime | None,
-        Query(description="RFC 3339: only events the log stored at or before this time"),
+        str | None,
+        Query(
+            max_length=64,
+            json_schema_extra={"format": "date-time"},
+            description="RFC 3339 with an offset: only events the log stored at or before it",
+        ),
     ] = None,
     types_: Annotated[
         str | None,
@@ -73,24 +82,28 @@ async def log_events(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE,
 ) -> object:
     errors: list[tuple[str, str, str | None]] = []
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.utcoffset() is None:
-            errors.append((name, "needs a UTC offset (Z or +hh:mm)", value.isoformat()))
+    times: dict[str, datetime | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            times[name] = parse_instant(text) if text is not None else None
+        except ValueError as e:
+            errors.append((name, str(e), text))
+    start, end = times.get("since"), times.get("until")
     types = tuple(t.strip() for t in types_.split(",")) if types_ is not None else ()
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         allowed = ", ".join(EVENT_TYPES)
         what = ", ".join(map(repr, unknown))
         errors.append(("type", f"unknown event type {what}; known: {allowed}", types_))
-    if not errors and since is not None and until is not None and since > until:
-        errors.append(("since", "is after until", since.isoformat()))
+    if not errors and start is not None and end is not None and start > end:
+        errors.append(("since", f"is after until ({until})", since))
     if errors:
         return problem(
             422,
             "; ".join(f"{f}: {m} (got {v!r})" for f, m, v in errors),
             [{"field": f, "message": m, "value": v} for f, m, v in errors],
         )
-    window = Window(types=types, after_seq=after_seq, since=since, until=until)
+    window = Window(types=types, after_seq=after_seq, since=start, until=end)
     windows = _windows(request)
     span = await windows.span(window)
     items: list[EventOut] = []
