@@ -22,6 +22,7 @@ from conveyor_events import (
     SubmitJob,
     decode_event,
     fold,
+    fold_stored,
     names,
 )
 
@@ -100,7 +101,7 @@ async def test_history_longer_than_one_read(nc: Client) -> None:
     history = await store.history(job_id)
 
     assert len(history) == 1102
-    assert fold(e.event for e in history) == outcome.state
+    assert fold_stored((e.seq, e.event) for e in history) == outcome.state
     early = fold(e.event for e in history[:50])
     assert early is not None
     refreshed = await store.load(job_id, after=Loaded(early, history[49].seq))
