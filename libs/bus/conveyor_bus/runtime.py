@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from conveyor_bus import logs
 from conveyor_bus.connection import connect
+from conveyor_bus.errors import BusUnavailable
 from conveyor_bus.logs import LogFormat
 from conveyor_bus.redact import redact
 from conveyor_bus.settings import BusSettings
@@ -21,6 +22,9 @@ log = logging.getLogger("conveyor.bus")
 
 EXIT_LAYOUT = 78
 """A service's exit status when the log is of another layout (EX_CONFIG)."""
+TOPOLOGY_WAIT_S = 60.0
+"""How long a starting service waits for JetStream to answer its topology requests (an
+election in a cluster takes seconds: docs/performance.md) before it gives up."""
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -81,14 +85,27 @@ async def bootstrap(settings: BusSettings, name: str) -> Client:
                 delay = min(delay * 2, 5.0)
 
     nc = await connect_when_ready(settings.nats_url, name, on_reconnect=restore)
-    try:
-        await topology(nc)
-    except LayoutError as e:
-        # a log this version must not write to: say what to do, and do not start
-        log.error("%s", e)
-        await nc.close()
-        raise SystemExit(EXIT_LAYOUT) from e
-    return nc
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TOPOLOGY_WAIT_S
+    delay = 0.2
+    while True:
+        try:
+            await topology(nc)
+            return nc
+        except LayoutError as e:
+            # a log this version must not write to: say what to do, and do not start
+            log.error("%s", e)
+            await nc.close()
+            raise SystemExit(EXIT_LAYOUT) from e
+        except BusUnavailable as e:
+            # connected, but JetStream does not answer yet: a cluster electing its leaders
+            # (a start beside a restarted node), a server still recovering its streams
+            if loop.time() + delay > deadline:
+                await nc.close()
+                raise
+            log.warning("waiting for JetStream to answer: %s", e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def stop_on_signals() -> asyncio.Event:
