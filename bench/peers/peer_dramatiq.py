@@ -28,7 +28,12 @@ RESULT_DB = 3
 RESULT_TIMEOUT_MS = RESULT_TIMEOUT_S * 1000
 
 broker = RedisBroker(url=redis_db_url(BROKER_DB))
-backend = RedisBackend(url=redis_db_url(RESULT_DB))
+# redis-py 8 closes a read after 5 s by default, under a blocking get_result of up to 60 s:
+# a result slower than 5 s (the smoke run, beside every other scenario) raised a socket
+# TimeoutError instead of arriving. The socket waits as long as the result may.
+backend = RedisBackend(
+    client=redis.Redis.from_url(redis_db_url(RESULT_DB), socket_timeout=RESULT_TIMEOUT_S + 5)
+)
 broker.add_middleware(Results(backend=backend))
 dramatiq.set_broker(broker)
 
