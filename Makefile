@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test check lint imports typecheck format venv chromium clean unit integration e2e browser soak bench
+.PHONY: up test check lint imports typecheck format venv chromium clean unit integration e2e browser soak bench screenshot
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv \
@@ -52,6 +52,11 @@ soak: venv
 # bench/results/<date>.json and the README's table. See docs/performance.md.
 bench: venv
 	PYTHONPATH=bench $(BIN)/python -m conveyor_bench $(BENCH_ARGS)
+
+# The README's screenshot, taken from a real run: the whole system started, a scene of jobs
+# made through the api, the dashboard opened in Chromium (tests/browser/test_screenshot.py).
+screenshot: venv chromium
+	CONVEYOR_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_screenshot.py
 
 lint: venv imports
 	$(BIN)/ruff check .
