@@ -44,8 +44,8 @@ class ReasonIn(BaseModel):
 
 
 class Origin(TypedDict):
-    """Who asked, from where and why: the keyword arguments of ``JobService``'s writes, the
-    fields of an :class:`~conveyor_events.OperatorCommand` and its event."""
+    """Who asked, from where and why: what ``JobService``'s writes record, the fields of an
+    :class:`~conveyor_events.OperatorCommand` and its event."""
 
     actor: str
     reason: str | None

@@ -111,10 +111,10 @@ def _single(service: JobService, action: Action, fields: Origin) -> Act:
     """The service call of the action's single route, for one job: who asked, from where
     and why recorded in each job's event as for a single action."""
     if action == "stop":
-        return lambda job_id: service.stop(job_id, **fields)
+        return lambda job_id: service.stop(job_id, fields)
     if action == "restart":
-        return lambda job_id: service.restart(job_id, **fields)
-    return lambda job_id: service.delete(job_id, **fields)
+        return lambda job_id: service.restart(job_id, fields)
+    return lambda job_id: service.delete(job_id, fields)
 
 
 async def _matches(service: JobService, flt: BulkFilter) -> list[str] | None:

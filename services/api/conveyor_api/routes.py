@@ -289,7 +289,7 @@ def _data(event: object) -> dict[str, object]:
     summary="Stop a pending or running job",
 )
 async def stop_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
-    state = await _service(request).stop(job_id, **origin(request, body))
+    state = await _service(request).stop(job_id, origin(request, body))
     return _json(JobOut.of(state), 202)
 
 
@@ -301,7 +301,7 @@ async def stop_job(job_id: str, request: Request, body: ReasonIn | None = None) 
     summary="Restart a failed or stopped job",
 )
 async def restart_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
-    state = await _service(request).restart(job_id, **origin(request, body))
+    state = await _service(request).restart(job_id, origin(request, body))
     return _json(JobOut.of(state), 202)
 
 
@@ -312,7 +312,7 @@ async def restart_job(job_id: str, request: Request, body: ReasonIn | None = Non
     summary="Delete a finished job (its history stays in the log)",
 )
 async def delete_job(job_id: str, request: Request, body: ReasonIn | None = None) -> Response:
-    await _service(request).delete(job_id, **origin(request, body))
+    await _service(request).delete(job_id, origin(request, body))
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from conveyor_api.audit import Origin
 from conveyor_api.ids import is_job_id, new_job_id
 from conveyor_api.schemas import JobIn
 from conveyor_api.tracing import current_request_id, publishing
@@ -228,67 +229,19 @@ class JobService:
             by_index[n] = got.state
         return SubmittedBatch([by_index[n] for n in range(len(commands))], list(written.values()))
 
-    async def stop(
-        self,
-        job_id: str,
-        actor: str,
-        *,
-        reason: str | None = None,
-        request_id: str | None = None,
-        client_address: str | None = None,
-    ) -> JobState:
-        """Stop the job; ``reason``, ``request_id`` and ``client_address`` are recorded in
-        its event (as for :meth:`restart` and :meth:`delete`)."""
-        command = StopJob(
-            job_id=job_id,
-            now=_now(),
-            actor=actor,
-            reason=reason,
-            request_id=request_id,
-            client_address=client_address,
-        )
-        outcome = await self._execute(command)
+    async def stop(self, job_id: str, who: Origin) -> JobState:
+        """Stop the job; who asked, from where and why is recorded in its event (as for
+        :meth:`restart` and :meth:`delete`)."""
+        outcome = await self._execute(StopJob(job_id=job_id, now=_now(), **who))
         if outcome.state.stop_requested:
             await self._stop_signal(job_id)
         return outcome.state
 
-    async def restart(
-        self,
-        job_id: str,
-        actor: str,
-        *,
-        reason: str | None = None,
-        request_id: str | None = None,
-        client_address: str | None = None,
-    ) -> JobState:
-        command = RestartJob(
-            job_id=job_id,
-            now=_now(),
-            actor=actor,
-            reason=reason,
-            request_id=request_id,
-            client_address=client_address,
-        )
-        return (await self._execute(command)).state
+    async def restart(self, job_id: str, who: Origin) -> JobState:
+        return (await self._execute(RestartJob(job_id=job_id, now=_now(), **who))).state
 
-    async def delete(
-        self,
-        job_id: str,
-        actor: str,
-        *,
-        reason: str | None = None,
-        request_id: str | None = None,
-        client_address: str | None = None,
-    ) -> None:
-        command = DeleteJob(
-            job_id=job_id,
-            now=_now(),
-            actor=actor,
-            reason=reason,
-            request_id=request_id,
-            client_address=client_address,
-        )
-        await self._execute(command)
+    async def delete(self, job_id: str, who: Origin) -> None:
+        await self._execute(DeleteJob(job_id=job_id, now=_now(), **who))
 
     async def _execute(self, command: AnyCommand) -> Outcome:
         if not is_job_id(command.job_id):

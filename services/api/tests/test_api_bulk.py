@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from conveyor_api import bulk, problems
+from conveyor_api.audit import Origin
 from conveyor_bus import BusUnavailable
 from conveyor_db import JobFilter, Page
 from conveyor_events import InvalidTransition, JobNotFound, JobState
@@ -50,7 +51,7 @@ class FakeService:
         self.jobs = {j.id: j for j in jobs}
         self.reads = FakeReads(self.jobs)
         self.calls: list[tuple[str, str, str]] = []
-        self.origins: dict[str, dict[str, str | None]] = {}
+        self.origins: dict[str, Origin] = {}
         self.in_flight = 0
         self.most_in_flight = 0
         self.away_after: int | None = None
@@ -81,17 +82,17 @@ class FakeService:
         finally:
             self.in_flight -= 1
 
-    async def stop(self, job_id: str, actor: str, **origin: str | None) -> None:
-        self.origins[job_id] = origin
-        await self._act("stop", job_id, actor, {"pending", "running"})
+    async def stop(self, job_id: str, who: Origin) -> None:
+        self.origins[job_id] = who
+        await self._act("stop", job_id, who["actor"], {"pending", "running"})
 
-    async def restart(self, job_id: str, actor: str, **origin: str | None) -> None:
-        self.origins[job_id] = origin
-        await self._act("restart", job_id, actor, {"failed", "stopped"})
+    async def restart(self, job_id: str, who: Origin) -> None:
+        self.origins[job_id] = who
+        await self._act("restart", job_id, who["actor"], {"failed", "stopped"})
 
-    async def delete(self, job_id: str, actor: str, **origin: str | None) -> None:
-        self.origins[job_id] = origin
-        await self._act("delete", job_id, actor, {"completed", "failed", "stopped"})
+    async def delete(self, job_id: str, who: Origin) -> None:
+        self.origins[job_id] = who
+        await self._act("delete", job_id, who["actor"], {"completed", "failed", "stopped"})
 
 
 async def post(service: FakeService, body: Any) -> httpx.Response:
@@ -185,15 +186,18 @@ async def test_a_dry_run_writes_nothing_and_judges_each_job_with_decide() -> Non
     assert service.calls == []
 
 
+WHO = Origin(actor="user:a", reason=None, request_id=None, client_address=None)
+
+
 async def test_at_most_concurrency_at_once_and_a_lost_log_stops_the_rest() -> None:
     service = FakeService([job(n, "pending") for n in range(500)])
-    acted, refused = await bulk.act_on(list(service.jobs), lambda i: service.stop(i, "user:a"))
+    acted, refused = await bulk.act_on(list(service.jobs), lambda i: service.stop(i, WHO))
     assert (acted, refused) == (500, [])
     assert 1 < service.most_in_flight <= bulk.CONCURRENCY
 
     service = FakeService([job(n, "pending") for n in range(500)])
     service.away_after = 100
-    acted, refused = await bulk.act_on(list(service.jobs), lambda i: service.stop(i, "user:a"))
+    acted, refused = await bulk.act_on(list(service.jobs), lambda i: service.stop(i, WHO))
     assert acted == 100
     assert len(refused) == 400
     assert len(service.calls) == 100
