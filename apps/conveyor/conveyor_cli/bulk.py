@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from conveyor_cli.client import CliError, _request
+from conveyor_cli.client import CliError, _request, guarded
 
 STATUSES = ("pending", "running", "completed", "failed", "stopped")
 
@@ -67,13 +67,7 @@ def _selection(body: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except CliError as e:
-        print(f"conveyor: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return guarded(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

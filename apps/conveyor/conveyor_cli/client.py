@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -186,14 +186,19 @@ def _follow(job_id: str) -> str:
     return status
 
 
-def run(command: str, args: argparse.Namespace) -> int:
+def guarded(command: Callable[[], int]) -> int:
+    """A command's exit status: a :class:`CliError` printed as one line and 1, Ctrl-C 130."""
     try:
-        return _run(command, args)
+        return command()
     except CliError as e:
         print(f"conveyor: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def run(command: str, args: argparse.Namespace) -> int:
+    return guarded(lambda: _run(command, args))
 
 
 def _run(command: str, args: argparse.Namespace) -> int:

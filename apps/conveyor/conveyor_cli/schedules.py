@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from conveyor_cli.client import CliError, _request
+from conveyor_cli.client import CliError, _request, guarded
 
 
 def add_parser(sub: Any) -> None:
@@ -52,13 +51,7 @@ def _line(s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except CliError as e:
-        print(f"conveyor: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return guarded(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
