@@ -73,6 +73,40 @@ def test_list_show_history_stop_restart_delete(system: System) -> None:
     assert missing.returncode == 1 and "404" in missing.stderr
 
 
+def test_bulk_counts_first_asks_then_acts_on_a_filter_or_ids(system: System) -> None:
+    ids = [system.submit("sleep", payload={"seconds": 317.5, "steps": 1})["id"] for _ in range(3)]
+    for job_id in ids:
+        system.wait_projected(job_id, "pending", "running")
+
+    unasked = system.conveyor("bulk", "stop", "-q", "317.5")
+    assert unasked.returncode == 1, unasked.stderr
+    assert "3 job(s) match filter q=317.5; stop applies to 3" in unasked.stderr
+    assert "not a terminal, so not asking: pass --yes" in unasked.stderr
+    assert all(not system.job(i).json()["stop_requested"] for i in ids)  # nothing done
+
+    done = system.conveyor("bulk", "stop", "-q", "317.5", "--yes", "--reason", "bad batch")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "stop: 3 of 3 acted, 0 refused"
+    for job_id in ids:
+        system.wait_for(job_id, "stopped")
+    [asked] = [e for e in system.events(ids[0]) if e["type"] == "job.stop_requested"]
+    assert asked["data"]["reason"] == "bad batch", asked
+
+    missing = "01KA0000000000000000000000"
+    partly = system.conveyor("bulk", "delete", "--ids", *ids, missing, "--yes", "--json")
+    assert partly.returncode == 3, partly.stderr  # some refused
+    answer = json.loads(partly.stdout)
+    assert (answer["matched"], answer["acted"]) == (4, 3), answer
+    assert answer["refused"] == [{"id": missing, "reason": f"job {missing} not found"}]
+    for job_id in ids:
+        system.wait_gone(job_id)
+
+    both = system.conveyor("bulk", "restart", "--ids", ids[0], "--status", "failed", "--yes")
+    assert both.returncode == 1 and "not both" in both.stderr
+    unknown = system.conveyor("bulk", "restart", "--status", "faild")
+    assert unknown.returncode == 2 and "unknown status faild" in unknown.stderr
+
+
 def test_watch_prints_live_events(system: System) -> None:
     env = {**os.environ, "CONVEYOR_NOTIFIER_URL": system.ws_url}
     watcher = subprocess.Popen(

@@ -103,6 +103,7 @@ class System:
         return subprocess.run(
             [sys.executable, "-m", "conveyor_cli.main", *args],
             env=env,
+            stdin=subprocess.DEVNULL,  # never a terminal: nothing asks
             capture_output=True,
             text=True,
             timeout=timeout,
