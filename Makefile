@@ -23,8 +23,11 @@ up: venv
 chromium:
 	@tests/browser/install-chromium.sh
 
+# Two workers, each taking whole modules (a module's servers and services are its own);
+# PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 test: venv chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from support.system import System
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")

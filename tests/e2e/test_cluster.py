@@ -38,7 +38,7 @@ from support.invariants import check_invariants
 from support.system import System
 from support.traffic import Feed, Submitter
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 NOOP = {"type": "noop"}
 SLEEP = {"type": "sleep", "payload": {"seconds": 0.5, "steps": 2}}

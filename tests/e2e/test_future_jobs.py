@@ -1,7 +1,7 @@
 """Jobs not yet due cost nothing while they wait, and never keep due jobs from running
 (issue 10, defect 4; issue 11; ADRs 10 and 14).
 
-Ten thousand jobs delayed by a minute are ten thousand timers in ``CONVEYOR_TIMERS``: no
+Ten thousand jobs delayed by 45 seconds are ten thousand timers in ``CONVEYOR_TIMERS``: no
 worker is handed any of them while they wait, every process stays idle, a due job submitted
 meanwhile runs at once, and at their time they all run.
 """
@@ -19,11 +19,11 @@ from conveyor_cli.dev.embedded import NatsServer
 from support.system import System
 from support.timers import consumer_state, stamp, timers_held
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(240)]
 
 DELAYED = 10_000
-WAIT_S = 60
-WINDOW_S = 20
+WAIT_S = 45
+WINDOW_S = 15
 IDLE_SHARE = 0.05
 """The most of one core a process may use while the delayed jobs wait."""
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -41,7 +41,7 @@ def count(http: httpx.Client, status: str) -> int:
     return int(stats["by_status"].get(status, 0))
 
 
-def test_ten_thousand_jobs_delayed_a_minute_wait_with_idle_cpu_then_all_run(
+def test_ten_thousand_delayed_jobs_wait_with_idle_cpu_then_all_run(
     system: System, nats_server: NatsServer | None
 ) -> None:
     run_at = (datetime.now(UTC) + timedelta(seconds=WAIT_S)).replace(microsecond=0)

@@ -30,7 +30,7 @@ from conveyor_cli.dev.embedded import free_port
 from support.schedules import StoredTick, stored_ticks, submitted_by
 from support.system import System, scrape
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(120)]
 
 SCHEDULES = "/api/v1/schedules"
 PROBLEM = "application/problem+json"

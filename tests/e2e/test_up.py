@@ -29,7 +29,7 @@ from conveyor_events import names
 from support.legacy import LegacyLog, write_legacy_log
 from support.sync import run_sync
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 
 class Up:

@@ -45,7 +45,7 @@ EVENTS = 5000 * SCALE
 STORM_S = 45.0 * SCALE
 """Kill rounds stop after this long even when the projector has not caught up."""
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120 * SCALE)]
+pytestmark = [pytest.mark.integration, pytest.mark.long, pytest.mark.timeout(120 * SCALE)]
 
 
 def _now() -> datetime:

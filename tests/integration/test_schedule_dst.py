@@ -37,6 +37,7 @@ from support.jetstream import api, publish
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.long,
     pytest.mark.timeout(150),
     pytest.mark.skipif(shutil.which("zic") is None, reason="needs zic (Debian's libc-bin)"),
 ]
