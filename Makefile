@@ -24,8 +24,9 @@ chromium:
 	@tests/browser/install-chromium.sh
 
 # Two workers, each taking whole modules (a module's servers and services are its own);
-# PYTEST_WORKERS=0 runs everything in this process.
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=0 runs everything in this process, as it does when NATS_URL names one server
+# for every module (their streams would collide).
+PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 test: venv chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
