@@ -176,3 +176,17 @@ async def test_the_trigram_extension_is_created_by_the_migration(database_url: s
         assert await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'pg_trgm'")
     finally:
         await conn.close()
+
+
+async def test_the_text_search_estimates_from_1000_sampled_texts(database_url: str) -> None:
+    """With the default 100, a rare text that one sampled payload held was estimated at 1 % of
+    the table, and the planner read the whole table newest first (docs/performance.md)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        target = await conn.fetchval(
+            "SELECT attstattarget FROM pg_attribute"
+            " WHERE attrelid = 'jobs_search_trgm'::regclass AND attnum = 1"
+        )
+        assert target == 1000
+    finally:
+        await conn.close()

@@ -10,7 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 SEARCH_TEXT = "(payload::text || ' ' || coalesce(error::text, ''))"
 """What ``q`` searches besides the id: the expression of the trigram index ``jobs_search_trgm``,
-which the planner matches only when the query spells it the same way."""
+which the planner matches only when the query spells it the same way. How many rows a text
+matches the planner estimates from that expression's statistics, kept at 1,000 sampled texts
+(migrations/009_search_statistics.sql): with the default 100, a rare text one sampled payload
+happened to hold looked common enough to read the whole table newest first."""
 
 ID_CLOCK_MARGIN = timedelta(minutes=5)
 """A job's id carries the millisecond its submission was stamped (a scheduled job's: its tick),
