@@ -95,9 +95,6 @@ def test_a_sleep_job_moves_to_completed_live(page: Page, system: System, tmp_pat
     expect(r.locator(".id")).to_contain_text(job_id[:8])
     expect(r.locator(".status")).to_have_text("running", timeout=10_000)
     expect(r.locator(".progress progress")).to_have_attribute("aria-valuenow", "50", timeout=10_000)
-    screenshot = os.environ.get("CONVEYOR_SCREENSHOT")
-    if screenshot:
-        page.screenshot(path=screenshot)
     expect(r.locator(".status")).to_have_text("completed", timeout=10_000)
     expect(r.locator(".progress progress")).to_have_attribute("aria-valuenow", "100")
     assert page.evaluate("window.__marker") == "no reload"
