@@ -2,8 +2,8 @@
 ones takes the next slot that frees, on whichever worker it frees (SPEC §2.3).
 
 Two workers of 64 slots each (the default) get three times their slots of regular ``sleep``
-jobs of 1.5 s, then 16 high jobs: right after (the regular ones submitted one by one, as a
-user would), or mid-wave (every slot busy, 256 regular jobs waiting). At least a wave of
+jobs of 2.5 s, then 16 high jobs: right after (the regular ones submitted one request each, as
+users would), or mid-wave (every slot busy, 256 regular jobs waiting). At least a wave of
 regular jobs must start after the high ones, and no worker may start a regular job while one
 of the high jobs it runs waits.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,11 @@ WORKERS = 2
 SLOTS = 64
 """The default concurrency (services/worker/conveyor_worker/settings.py)."""
 REGULAR = 3 * WORKERS * SLOTS
-SLEEP_S = 1.5
+SLEEP_S = 2.5
+SUBMITTERS = 8
+"""Clients submitting the regular jobs one request each: together they queue jobs faster than
+the slots free (51 a second), even on a loaded machine where one client alone did not (CI,
+2026-12: one client left only 44 regular jobs queued when the high ones came)."""
 HIGH = 16
 """High jobs submitted behind the regular ones: each slot that frees while one waits is a
 chance for an intake without strict priority to start a regular job first."""
@@ -66,8 +71,9 @@ def at(stamp: str) -> datetime:
 
 def submit_regular(system: System, one_by_one: bool) -> list[str]:
     sleep = {"type": "sleep", "payload": {"seconds": SLEEP_S, "steps": 1}}
-    if one_by_one:  # as a user of `conveyor submit` would
-        return [system.submit(**sleep)["id"] for _ in range(REGULAR)]  # type: ignore[arg-type]
+    if one_by_one:  # one request a job, as users of `conveyor submit` would, several at once
+        with ThreadPoolExecutor(SUBMITTERS) as pool:
+            return list(pool.map(lambda _: system.submit(**sleep)["id"], range(REGULAR)))  # type: ignore[arg-type]
     ids: list[str] = []
     for _ in range(REGULAR // 128):
         answer = system.http.post("/api/v1/jobs/batch", json={"jobs": [sleep] * 128})
